@@ -1,0 +1,453 @@
+"""The `inert` command: arguments -> library calls, errors -> `inert: error:` lines and exit codes.
+
+Exit codes: 0 success, 1 runtime failure, 2 usage error, 130 interrupted (Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sys
+import traceback
+from collections.abc import Iterator
+
+import click
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+
+from . import __version__, pad, shares
+from .errors import InertError
+from .keyfile import KeyHeader, Kind, check_payload_length, read_header
+from .store import Blob, Store, open_blob
+from .streams import STDIO, atomic_output, atomic_outputs, open_input
+from .streams import Progress as ProgressFn
+
+KEY_SUFFIX = ".inert"
+stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+
+EXAMPLES = """\b
+Examples:
+  inert pad new secret.pad --size 64M     # a blob of 64 MiB of random bytes
+  inert encode notes.txt --blob secret.pad  # -> notes.txt.inert, the key
+  inert decode notes.txt.inert --blob secret.pad -o restored.txt
+  inert split notes.txt -n 3              # -> notes.txt.1of3.inert ... 3of3
+  inert join notes.txt.*of3.inert -o restored.txt
+"""
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def warn(message: str) -> None:
+    stderr.print(f"inert: warning: {message}", markup=False)
+
+
+def info(ctx_quiet: bool, message: str) -> None:
+    if not ctx_quiet:
+        stderr.print(message, markup=False)
+
+
+@contextlib.contextmanager
+def progress_bar(total: int, description: str, quiet: bool) -> Iterator[ProgressFn | None]:
+    """A byte-counting progress bar on stderr, shown only to a person watching a terminal."""
+    if quiet or not stderr.is_terminal or total < (64 << 20):
+        yield None
+        return
+    columns = (
+        BarColumn(),
+        DownloadColumn(binary_units=True),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(
+        "[progress.description]{task.description}", *columns, console=stderr, transient=True
+    ) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def parse_size(text: str) -> int:
+    """'64M' -> 67108864. Suffixes K, M, G, T are powers of 1024; 'KiB', 'MB', ... are accepted too."""
+    match = re.fullmatch(r"\s*(\d+)\s*([KMGT]?)(?:i?B)?\s*", text, re.IGNORECASE)
+    if not match:
+        raise click.BadParameter(f"{text!r} is not a size (examples: 4096, 64K, 64M, 2G)")
+    return int(match[1]) * SIZE_UNITS[match[2].upper()]
+
+
+class SizeType(click.ParamType):
+    name = "SIZE"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> int:
+        return value if isinstance(value, int) else parse_size(str(value))
+
+
+def find_blob(store: Store, header: KeyHeader, blob_ref: str | None) -> Blob:
+    if blob_ref is not None:
+        return store.resolve(blob_ref)
+    path = store.find(header.blob_id)
+    if path is None:
+        raise InertError(
+            f"blob {header.blob_id_hex} is not in the store ({store.blobs})",
+            hint="pass it with --blob PATH, or add it once with: inert blob add PATH",
+        )
+    return open_blob(path)
+
+
+def key_output_for(work: str) -> str:
+    if work == STDIO:
+        return STDIO
+    return work + KEY_SUFFIX
+
+
+def work_output_for(key: str) -> str:
+    if key == STDIO:
+        return STDIO
+    if key.endswith(KEY_SUFFIX) and len(key) > len(KEY_SUFFIX):
+        return key[: -len(KEY_SUFFIX)]
+    raise click.UsageError(
+        f"cannot derive an output name: {key} does not end in {KEY_SUFFIX}; pass -o FILE"
+    )
+
+
+def size_text(n: int) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+# ---------------------------------------------------------------------------- commands
+
+force_option = click.option(
+    "-f", "--force", is_flag=True, help="Overwrite existing outputs; allow binary on a terminal."
+)
+quiet_option = click.option(
+    "-q", "--quiet", is_flag=True, help="Print nothing but errors and warnings."
+)
+
+
+@click.group(epilog=EXAMPLES, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "-V", "--version", prog_name="inert")
+@click.option("--debug", is_flag=True, help="Show a traceback on errors.")
+def cli(debug: bool) -> None:
+    """Encode any work into a key against an inert blob, and decode it back bit-exactly.
+
+    A blob is a random pad (today) or a language model (coming). Pads: the key is the work
+    XOR pad bytes, so key and pad alone are each pure noise. NEVER use the same pad bytes for
+    two works: the XOR of their keys is the XOR of the works (the two-time pad). inert picks
+    a fresh random offset and remembers the ranges it used on this machine.
+    """
+
+
+@cli.command()
+@click.argument("work", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option(
+    "-b", "--blob", "blob_ref", metavar="BLOB", help="Blob file (or store id) to encode against."
+)
+@click.option(
+    "-o",
+    "--output",
+    metavar="KEY",
+    help="Where to write the key [default: WORK.inert; stdout for -].",
+)
+@click.option(
+    "--offset", type=SizeType(), help="Pad byte to start at [default: a random unused one]."
+)
+@force_option
+@quiet_option
+def encode(
+    work: str,
+    blob_ref: str | None,
+    output: str | None,
+    offset: int | None,
+    force: bool,
+    quiet: bool,
+) -> None:
+    """Encode WORK (a file, or - for stdin) into a key.
+
+    With a pad blob the key holds work XOR pad[offset : offset+len]. The offset is drawn at
+    random among the pad ranges not yet used on this machine; reusing pad bytes for two
+    works leaks the XOR of the two works, so inert refuses unless --offset says so.
+    """
+    if blob_ref is None:
+        raise InertError(
+            "no blob given",
+            hint="pass --blob PATH (make a pad with: inert pad new PATH --size 64M)",
+        )
+    store = Store()
+    blob = store.resolve(blob_ref)
+    output = output or key_output_for(work)
+    with open_input(work, "the work") as (src, length):
+        uses = store.pad_uses(blob.id)
+        if offset is None:
+            offset = pad.choose_offset(blob.size, length, uses)
+        elif offset + length > blob.size:
+            raise InertError(
+                f"--offset {offset} + work length {length} runs past the pad's {blob.size} bytes"
+            )
+        elif pad.overlaps(offset, length, uses):
+            warn(
+                "these pad bytes were already used for another key made here: "
+                "anyone holding both keys learns the XOR of the two works"
+            )
+        chance = pad.collision_chance(blob.size, length)
+        if chance > 0.01:
+            warn(
+                f"the pad is small for this work: a key made elsewhere with this pad would overlap "
+                f"this one with probability {chance:.1%}"
+            )
+        with atomic_output(output, force=force) as out:
+            store.record_pad_use(
+                blob.id, offset, length
+            )  # reserve first: never hand out a range twice
+            with progress_bar(length, "encode", quiet) as progress:
+                pad.encode_stream(src, length, blob, offset, out, progress)
+            key_size = out.tell()
+    info(
+        quiet or output == STDIO,
+        f"{work} -> {output}: key of {key_size} bytes (pad {blob.id_hex}, offset {offset})",
+    )
+
+
+@cli.command()
+@click.argument("key", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option(
+    "-b",
+    "--blob",
+    "blob_ref",
+    metavar="BLOB",
+    help="Blob file or id [default: the key's blob, from the store].",
+)
+@click.option(
+    "-o",
+    "--output",
+    metavar="WORK",
+    help="Where to write the work [default: KEY without .inert; stdout for -].",
+)
+@force_option
+@quiet_option
+def decode(key: str, blob_ref: str | None, output: str | None, force: bool, quiet: bool) -> None:
+    """Decode KEY back into the work, verifying the blob id first and the checksum last."""
+    output = output or work_output_for(key)
+    with open_input(key, "the key") as (src, key_length):
+        header = read_header(src)
+        check_payload_length(header, key_length - src.tell())
+        if header.kind is Kind.SHARE:
+            raise InertError(
+                f"{key} is share {header.param('index') + 1} of {header.param('count')}",
+                hint="restore shares with: inert join SHARE... -o WORK",
+            )
+        blob = find_blob(Store(), header, blob_ref)
+        with (
+            atomic_output(output, force=force, binary=False) as out,
+            progress_bar(header.work_length, "decode", quiet) as progress,
+        ):
+            pad.decode_stream(src, header, blob, out, progress)
+    info(
+        quiet or output == STDIO,
+        f"{key} -> {output}: {header.work_length} bytes, checksum verified",
+    )
+
+
+@cli.group("pad")
+def pad_group() -> None:
+    """Make random pads: blobs of uniform random bytes."""
+
+
+@pad_group.command("new")
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option(
+    "-s",
+    "--size",
+    type=SizeType(),
+    required=True,
+    help="Size, e.g. 64M (K, M, G, T = powers of 1024).",
+)
+@force_option
+@quiet_option
+def pad_new(path: str, size: int, force: bool, quiet: bool) -> None:
+    """Write a new pad of SIZE bytes from the operating system's CSPRNG to PATH."""
+    with progress_bar(size, "pad", quiet) as progress:
+        blob = pad.new_pad(path, size, force=force, progress=progress)
+    info(quiet, f"{path}: pad {blob.id_hex} of {size_text(size)}")
+
+
+@cli.command()
+@click.argument("work", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option(
+    "-n",
+    "--shares",
+    "count",
+    type=click.IntRange(2, shares.MAX_SHARES),
+    required=True,
+    help="Number of shares (2-255); all are needed to restore the work.",
+)
+@click.option(
+    "-o",
+    "--output",
+    "prefix",
+    metavar="PREFIX",
+    help="Write PREFIX.1ofN.inert ... [default: WORK as the prefix].",
+)
+@force_option
+@quiet_option
+def split(work: str, count: int, prefix: str | None, force: bool, quiet: bool) -> None:
+    """Split WORK into N shares; any N-1 of them are uniform noise, all N restore it."""
+    if prefix is None:
+        if work == STDIO:
+            raise click.UsageError(
+                "reading the work from stdin: pass -o PREFIX for the share files"
+            )
+        prefix = work
+    paths = [f"{prefix}.{i}of{count}{KEY_SUFFIX}" for i in range(1, count + 1)]
+    with (
+        open_input(work, "the work") as (src, length),
+        atomic_outputs(paths, force=force) as outs,
+        progress_bar(length, "split", quiet) as progress,
+    ):
+        shares.split_stream(src, length, outs, progress)
+    info(quiet, f"{work} -> {', '.join(paths)}")
+
+
+@cli.command()
+@click.argument(
+    "share_paths", nargs=-1, required=True, metavar="SHARE...", type=click.Path(dir_okay=False)
+)
+@click.option(
+    "-o", "--output", required=True, metavar="WORK", help="Where to write the work (- for stdout)."
+)
+@force_option
+@quiet_option
+def join(share_paths: tuple[str, ...], output: str, force: bool, quiet: bool) -> None:
+    """Restore a work from all the shares of its set."""
+    with contextlib.ExitStack() as stack:
+        streams, headers = [], []
+        for path in share_paths:
+            stream, length = stack.enter_context(open_input(path, path))
+            header = read_header(stream)
+            check_payload_length(header, length - stream.tell())
+            streams.append(stream)
+            headers.append(header)
+        with (
+            atomic_output(output, force=force, binary=False) as out,
+            progress_bar(headers[0].work_length, "join", quiet) as progress,
+        ):
+            shares.join_stream(streams, headers, share_paths, out, progress)
+    info(quiet or output == STDIO, f"{len(share_paths)} shares -> {output}: checksum verified")
+
+
+@cli.group("blob")
+def blob_group() -> None:
+    """The local blob store, where decode finds blobs by id."""
+
+
+@blob_group.command("list")
+def blob_list() -> None:
+    """List the blobs in the store."""
+    store = Store()
+    blobs = store.list()
+    if not blobs:
+        stderr.print(
+            f"the store ({store.blobs}) holds no blobs yet; add one with: inert blob add PATH"
+        )
+        return
+    table = Table("id", "kind", "size", box=None)
+    for blob in blobs:
+        table.add_row(blob.id_hex, blob.kind.name.lower(), size_text(blob.size))
+    Console().print(table)
+
+
+@blob_group.command("add")
+@click.argument("path", type=click.Path(dir_okay=False))
+def blob_add(path: str) -> None:
+    """Copy the blob at PATH into the store."""
+    blob, new = Store().add(path)
+    click.echo(f"{blob.id_hex} {'added' if new else 'already in the store'}: {blob.path}")
+
+
+@blob_group.command("info")
+@click.argument("ref", metavar="PATH|ID")
+def blob_info(ref: str) -> None:
+    """Show what a blob is: kind, id, size, and for pads the bytes already used here."""
+    store = Store()
+    blob = store.resolve(ref)
+    uses = store.pad_uses(blob.id)
+    table = Table(box=None, show_header=False)
+    table.add_row("path", str(blob.path))
+    table.add_row("kind", blob.kind.name.lower())
+    table.add_row("id", blob.id_hex)
+    table.add_row("sha256", blob.sha256.hex())
+    table.add_row("size", f"{blob.size} bytes ({size_text(blob.size)})")
+    table.add_row("in store", "yes" if store.find(blob.id) else "no")
+    if blob.kind is Kind.PAD:
+        used = sum(n for _, n in uses)
+        table.add_row("used here", f"{used} bytes by {len(uses)} keys")
+    Console().print(table)
+
+
+# ---------------------------------------------------------------------------- entry point
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    try:
+        cli.main(args=args, prog_name="inert", standalone_mode=False)
+        return 0
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except click.UsageError as e:
+        stderr.print(f"inert: error: {e.format_message()}", markup=False)
+        command = e.ctx.command_path if e.ctx else "inert"
+        stderr.print(f"inert: hint: see: {command} --help", markup=False)
+        return 2
+    except click.Abort:
+        stderr.print("inert: error: interrupted", markup=False)
+        return 130
+    except KeyboardInterrupt:
+        stderr.print("inert: error: interrupted; no output was written", markup=False)
+        return 130
+    except InertError as e:
+        if debug:
+            traceback.print_exc()
+        stderr.print(f"inert: error: {e.message}", markup=False)
+        if e.hint:
+            stderr.print(f"inert: hint: {e.hint}", markup=False)
+        return 1
+    except BrokenPipeError:
+        # The reader went away (e.g. `inert decode ... | head`): nothing to report.
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except OSError as e:
+        if debug:
+            traceback.print_exc()
+        where = f": {e.filename}" if e.filename else ""
+        stderr.print(f"inert: error: {e.strerror or e}{where}", markup=False)
+        return 1
+    except Exception as e:
+        if debug:
+            traceback.print_exc()
+        stderr.print(f"inert: error: internal error: {type(e).__name__}: {e}", markup=False)
+        stderr.print(
+            "inert: hint: run again with --debug for the traceback, and report it", markup=False
+        )
+        return 1
+
+
+def entry() -> None:
+    sys.exit(main())

@@ -1,0 +1,192 @@
+"""Key files: header fields <-> bytes. The one writer and the one reader of docs/FORMAT.md.
+
+Layout of a v1 key (all integers little-endian; uvarint = unsigned LEB128, minimal form):
+
+    magic        2 bytes   0x89 'K'
+    version      1 byte    1
+    kind         1 byte    1 pad, 3 share   (2 model: reserved for the model codec)
+    blob id      8 bytes   first 8 bytes of SHA-256(blob); a share set's random id for shares
+    work length  uvarint
+    params       uvarints  pad: offset; share: index, count
+    checksum     4 bytes   CRC-32 of the work (shares: an XOR share of it)
+    payload      the rest  pad and share: exactly `work length` bytes
+
+Everything else in the package reads and writes keys through this module.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import BinaryIO
+
+from .errors import KeyFormatError
+
+MAGIC = b"\x89K"  # 0x89 is not ASCII and cannot start UTF-8 text: a key never passes as text
+VERSION = 1
+BLOB_ID_SIZE = 8  # a 64-bit prefix of SHA-256 names a blob unambiguously in any real store
+CHECKSUM_SIZE = 4
+MAX_VARINT_BYTES = 9  # values below 2**63; more is never needed for lengths or offsets
+
+
+class Kind(IntEnum):
+    PAD = 1
+    MODEL = 2
+    SHARE = 3
+
+
+# Number of uvarint parameters each kind carries, in the order they are written.
+PARAM_NAMES: dict[Kind, tuple[str, ...]] = {
+    Kind.PAD: ("offset",),
+    Kind.SHARE: ("index", "count"),
+}
+
+
+@dataclass(frozen=True)
+class KeyHeader:
+    kind: Kind
+    blob_id: bytes  # (8,) SHA-256 prefix of the blob; for a share, the share set's id
+    work_length: int  # bytes of the work this key restores
+    params: tuple[int, ...]  # kind-specific, see PARAM_NAMES
+    checksum: int  # CRC-32 of the work; for a share, its XOR share of that CRC
+
+    def __post_init__(self) -> None:
+        if self.kind not in PARAM_NAMES:
+            raise KeyFormatError(f"blob kind {self.kind.name.lower()} has no v1 key format yet")
+        if len(self.blob_id) != BLOB_ID_SIZE:
+            raise KeyFormatError(f"blob id must be {BLOB_ID_SIZE} bytes, got {len(self.blob_id)}")
+        if len(self.params) != len(PARAM_NAMES[self.kind]):
+            raise KeyFormatError(
+                f"a {self.kind.name.lower()} key has {len(PARAM_NAMES[self.kind])} parameters"
+            )
+        for value in (self.work_length, *self.params):
+            if not 0 <= value < 2**63:
+                raise KeyFormatError(f"value {value} is out of the range a key can hold")
+        if not 0 <= self.checksum < 2**32:
+            raise KeyFormatError("checksum must be a 32-bit unsigned integer")
+        if self.kind is Kind.SHARE:
+            index, count = self.params
+            if count < 2:
+                raise KeyFormatError(f"a share set needs at least 2 shares, this key says {count}")
+            if index >= count:
+                raise KeyFormatError(f"share index {index} is not below the share count {count}")
+
+    def param(self, name: str) -> int:
+        return self.params[PARAM_NAMES[self.kind].index(name)]
+
+    @property
+    def payload_length(self) -> int:
+        return self.work_length  # pad and share payloads are the work's length, byte for byte
+
+    @property
+    def blob_id_hex(self) -> str:
+        return self.blob_id.hex()
+
+    def to_bytes(self) -> bytes:
+        return b"".join(
+            [
+                MAGIC,
+                bytes([VERSION, self.kind]),
+                self.blob_id,
+                *(encode_uvarint(v) for v in (self.work_length, *self.params)),
+                struct.pack("<I", self.checksum),
+            ]
+        )
+
+    @property
+    def checksum_offset(self) -> int:
+        """Where the checksum sits in to_bytes(): writers may patch it once the work is read."""
+        return len(self.to_bytes()) - CHECKSUM_SIZE
+
+
+# ---------------------------------------------------------------------------- varints
+
+
+def encode_uvarint(value: int) -> bytes:
+    if not 0 <= value < 2**63:
+        raise ValueError(f"uvarint out of range: {value}")
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _read_exact(stream: BinaryIO, n: int, what: str) -> bytes:
+    data = stream.read(n)
+    if len(data) != n:
+        raise KeyFormatError(f"truncated key: it ends inside the {what}")
+    return data
+
+
+def _read_uvarint(stream: BinaryIO, what: str) -> int:
+    value = 0
+    for i in range(MAX_VARINT_BYTES):
+        byte = _read_exact(stream, 1, what)[0]
+        value |= (byte & 0x7F) << (7 * i)
+        if not byte & 0x80:
+            if byte == 0 and i > 0:
+                raise KeyFormatError(f"corrupt key: the {what} is not in minimal varint form")
+            return value
+    raise KeyFormatError(f"corrupt key: the {what} is longer than {MAX_VARINT_BYTES} bytes")
+
+
+# ---------------------------------------------------------------------------- reader
+
+
+def read_header(stream: BinaryIO) -> KeyHeader:
+    """Read and validate a header, leaving `stream` at the first payload byte."""
+    magic = stream.read(len(MAGIC))
+    if magic != MAGIC:
+        if len(magic) < len(MAGIC) and MAGIC.startswith(magic):
+            raise KeyFormatError(
+                "truncated key: it ends inside the magic bytes"
+                if magic
+                else "empty file: not an inert key"
+            )
+        raise KeyFormatError("not an inert key (wrong magic bytes)")
+    version = _read_exact(stream, 1, "version")[0]
+    if version != VERSION:
+        raise KeyFormatError(
+            f"key format version {version} is not supported (this inert reads version {VERSION})",
+            hint="a newer inert may read it: pip install -U inert",
+        )
+    kind_byte = _read_exact(stream, 1, "blob kind")[0]
+    try:
+        kind = Kind(kind_byte)
+    except ValueError:
+        raise KeyFormatError(f"corrupt key: unknown blob kind {kind_byte}") from None
+    if kind not in PARAM_NAMES:
+        raise KeyFormatError(f"corrupt key: blob kind {kind.name.lower()} has no v1 key format")
+    blob_id = _read_exact(stream, BLOB_ID_SIZE, "blob id")
+    work_length = _read_uvarint(stream, "work length")
+    params = tuple(_read_uvarint(stream, name) for name in PARAM_NAMES[kind])
+    (checksum,) = struct.unpack("<I", _read_exact(stream, CHECKSUM_SIZE, "checksum"))
+    return KeyHeader(kind, blob_id, work_length, params, checksum)
+
+
+def parse_key(data: bytes) -> tuple[KeyHeader, memoryview]:
+    """Parse a whole key held in memory: its header and its payload, exact length enforced."""
+    import io
+
+    stream = io.BytesIO(data)
+    header = read_header(stream)
+    payload = memoryview(data)[stream.tell() :]
+    check_payload_length(header, len(payload))
+    return header, payload
+
+
+def check_payload_length(header: KeyHeader, actual: int) -> None:
+    if actual < header.payload_length:
+        raise KeyFormatError(
+            f"truncated key: payload has {actual} of {header.payload_length} bytes"
+        )
+    if actual > header.payload_length:
+        raise KeyFormatError(
+            f"corrupt key: {actual - header.payload_length} bytes of trailing garbage after the payload"
+        )

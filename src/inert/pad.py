@@ -1,0 +1,193 @@
+"""Pad blobs: work XOR pad[offset : offset+len] -> key, and key XOR the same pad bytes -> work.
+
+The literal thought experiment: the pad is uniform noise, the key alone is uniform noise,
+and all of the work's information lives in the key. Never use the same pad bytes for two
+works: the XOR of the two keys is the XOR of the two works (the two-time pad). Offsets are
+chosen at random among the ranges this machine has not used yet (see Store.pad_uses).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import secrets
+import struct
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+from .errors import ChecksumError, InertError, KeyFormatError
+from .keyfile import KeyHeader, Kind, check_payload_length, read_header
+from .store import Blob, open_blob
+from .streams import CHUNK, Progress, atomic_output, expect_end, read_chunks, xor_into
+
+# ---------------------------------------------------------------------------- making pads
+
+
+def new_pad(path: str, size: int, *, force: bool = False, progress: Progress | None = None) -> Blob:
+    """Write `size` bytes from the operating system's CSPRNG to `path`."""
+    digest = hashlib.sha256()
+    with atomic_output(path, force=force, private=True) as out:
+        remaining = size
+        while remaining:
+            chunk = os.urandom(min(CHUNK, remaining))
+            digest.update(chunk)
+            out.write(chunk)
+            remaining -= len(chunk)
+            if progress:
+                progress(len(chunk))
+    return Blob(Path(path), digest.digest(), size, Kind.PAD)
+
+
+# ---------------------------------------------------------------------------- offsets
+
+
+def choose_offset(
+    pad_size: int,
+    length: int,
+    used: list[tuple[int, int]],
+    randbelow: Callable[[int], int] = secrets.randbelow,
+) -> int:
+    """A uniformly random offset whose range [offset, offset+length) avoids every used range."""
+    if length > pad_size:
+        raise InertError(
+            f"the pad ({pad_size} bytes) is smaller than the work ({length} bytes)",
+            hint="make a larger pad: inert pad new PATH --size SIZE",
+        )
+    # Free gaps between used ranges, and how many start positions each offers.
+    starts: list[tuple[int, int]] = []  # (first start, number of starts)
+    cursor = 0
+    for used_offset, used_length in [*sorted(used), (pad_size, 0)]:
+        gap_end = min(used_offset, pad_size)
+        if gap_end - cursor >= length:
+            starts.append((cursor, gap_end - cursor - length + 1))
+        cursor = max(cursor, used_offset + used_length)
+    total = sum(n for _, n in starts)
+    if total == 0:
+        used_bytes = sum(n for _, n in used)
+        raise InertError(
+            f"the pad has no unused range of {length} bytes left "
+            f"({used_bytes} of its {pad_size} bytes were already used by keys made here)",
+            hint="make a fresh pad (inert pad new PATH --size SIZE), or pass --offset N to reuse bytes knowingly",
+        )
+    pick = randbelow(total)
+    for first, n in starts:
+        if pick < n:
+            return first + pick
+        pick -= n
+    raise AssertionError("unreachable")
+
+
+def overlaps(offset: int, length: int, used: list[tuple[int, int]]) -> bool:
+    return any(offset < o + n and o < offset + length for o, n in used if n and length)
+
+
+def collision_chance(pad_size: int, length: int) -> float:
+    """Chance that another key of the same length, placed at random in this pad, overlaps this one.
+
+    Keys made on other machines are not in this machine's record, so this is the risk left.
+    """
+    if length == 0:
+        return 0.0
+    return min(1.0, (2 * length - 1) / (pad_size - length + 1))
+
+
+# ---------------------------------------------------------------------------- coding
+
+
+def encode_stream(
+    work: BinaryIO,
+    work_length: int,
+    pad: Blob,
+    offset: int,
+    out: BinaryIO,
+    progress: Progress | None = None,
+) -> KeyHeader:
+    """Write the key of `work` to the seekable `out`; the checksum is patched in at the end."""
+    if offset + work_length > pad.size:
+        raise InertError(
+            f"offset {offset} + work length {work_length} runs past the pad's {pad.size} bytes"
+        )
+    header = KeyHeader(Kind.PAD, pad.id, work_length, (offset,), checksum=0)
+    start = out.tell()
+    out.write(header.to_bytes())
+    crc = 0
+    with open(pad.path, "rb") as pad_file:
+        pad_file.seek(offset)
+        for w, p in zip(
+            read_chunks(work, work_length, "the work"),
+            read_chunks(pad_file, work_length, "the pad"),
+            strict=True,
+        ):
+            crc = zlib.crc32(w, crc)
+            xor_into(w, p)
+            out.write(w)
+            if progress:
+                progress(len(w))
+    expect_end(work, "the work (it grew while being read)")
+    end = out.tell()
+    out.seek(start + header.checksum_offset)
+    out.write(struct.pack("<I", crc))
+    out.seek(end)
+    return KeyHeader(Kind.PAD, pad.id, work_length, (offset,), crc)
+
+
+def check_blob(header: KeyHeader, blob: Blob) -> None:
+    if header.blob_id != blob.id:
+        raise InertError(
+            f"wrong blob: the key was made with blob {header.blob_id_hex}, but {blob.path} is blob {blob.id_hex}",
+            hint=f"pass the blob whose id starts with {header.blob_id_hex}",
+        )
+
+
+def decode_stream(
+    key: BinaryIO, header: KeyHeader, pad: Blob, out: BinaryIO, progress: Progress | None = None
+) -> None:
+    """Write the work to `out`; raise if the key is damaged or the checksum does not match."""
+    check_blob(header, pad)
+    offset = header.param("offset")
+    if offset + header.work_length > pad.size:
+        raise KeyFormatError(
+            f"corrupt key: its range runs past the end of the pad ({pad.size} bytes)"
+        )
+    crc = 0
+    with open(pad.path, "rb") as pad_file:
+        pad_file.seek(offset)
+        for k, p in zip(
+            read_chunks(key, header.payload_length, "the key's payload", KeyFormatError),
+            read_chunks(pad_file, header.work_length, "the pad"),
+            strict=True,
+        ):
+            xor_into(k, p)
+            crc = zlib.crc32(k, crc)
+            out.write(k)
+            if progress:
+                progress(len(k))
+    expect_end(key, "the key", KeyFormatError)
+    if crc != header.checksum:
+        raise ChecksumError(
+            "checksum mismatch: the key is damaged, or was made with different pad bytes"
+        )
+
+
+# ---------------------------------------------------------------------------- one-shots
+
+
+def encode(work: bytes, pad_path: str, offset: int = 0) -> bytes:
+    """The key of `work` under the pad at `pad_path`, using the pad bytes from `offset` on."""
+    out = io.BytesIO()
+    encode_stream(io.BytesIO(work), len(work), open_blob(pad_path), offset, out)
+    return out.getvalue()
+
+
+def decode(key: bytes, pad_path: str) -> bytes:
+    stream = io.BytesIO(key)
+    header = read_header(stream)
+    if header.kind is not Kind.PAD:
+        raise InertError(f"this is a {header.kind.name.lower()} key, not a pad key")
+    check_payload_length(header, len(key) - stream.tell())
+    out = io.BytesIO()
+    decode_stream(stream, header, open_blob(pad_path), out)
+    return out.getvalue()

@@ -1,0 +1,171 @@
+"""Shares: one work -> N share keys, any N-1 of which are uniform noise; all N -> the work.
+
+Shares 1..N-1 are random bytes; share N is the work XOR all of them. The work's CRC is
+split the same way (each share carries a random-looking 4-byte share of it), so no N-1
+shares reveal anything of the work but its length.
+
+The random bytes are AES-256-CTR keystream under a fresh key from the OS CSPRNG per share:
+computationally indistinguishable from the OS's own output (itself a ChaCha20 stream on
+Linux), at ~6 GB/s instead of ~0.35 GB/s.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import zlib
+from collections.abc import Sequence
+from typing import BinaryIO
+
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from .errors import ChecksumError, InertError, KeyFormatError
+from .keyfile import KeyHeader, Kind, parse_key, read_header
+from .streams import CHUNK, Progress, expect_end, read_chunks, xor_into
+
+MAX_SHARES = 255
+
+
+class Keystream:
+    """Uniform random bytes from AES-256-CTR under a fresh random key."""
+
+    def __init__(self) -> None:
+        self._cipher = Cipher(algorithms.AES(os.urandom(32)), modes.CTR(bytes(16))).encryptor()
+        self._zeros = bytes(CHUNK)
+
+    def read(self, n: int) -> bytes:
+        if n <= CHUNK:
+            return self._cipher.update(memoryview(self._zeros)[:n])
+        return b"".join(self.read(min(CHUNK, n - i)) for i in range(0, n, CHUNK))
+
+
+def split_stream(
+    work: BinaryIO, work_length: int, outs: Sequence[BinaryIO], progress: Progress | None = None
+) -> list[KeyHeader]:
+    """Write one share key to each of `outs` (seekable); returns their headers."""
+    count = len(outs)
+    if not 2 <= count <= MAX_SHARES:
+        raise InertError(f"the number of shares must be between 2 and {MAX_SHARES}, not {count}")
+    set_id = os.urandom(8)
+    randoms = [Keystream() for _ in range(count - 1)]
+    crc_shares = [int.from_bytes(os.urandom(4), "little") for _ in range(count - 1)]
+    headers = [
+        KeyHeader(Kind.SHARE, set_id, work_length, (i, count), c) for i, c in enumerate(crc_shares)
+    ]
+    headers.append(
+        KeyHeader(Kind.SHARE, set_id, work_length, (count - 1, count), 0)
+    )  # patched below
+    starts = [out.tell() for out in outs]
+    for out, header in zip(outs, headers, strict=True):
+        out.write(header.to_bytes())
+
+    crc = 0
+    for w in read_chunks(work, work_length, "the work"):
+        crc = zlib.crc32(w, crc)
+        for out, random in zip(outs, randoms, strict=False):  # the last share is not random
+            r = random.read(len(w))
+            out.write(r)
+            xor_into(w, r)
+        outs[-1].write(w)
+        if progress:
+            progress(len(w))
+    expect_end(work, "the work (it grew while being read)")
+
+    last_crc = crc
+    for c in crc_shares:
+        last_crc ^= c
+    last = outs[-1]
+    end = last.tell()
+    last.seek(starts[-1] + headers[-1].checksum_offset)
+    last.write(struct.pack("<I", last_crc))
+    last.seek(end)
+    headers[-1] = KeyHeader(Kind.SHARE, set_id, work_length, (count - 1, count), last_crc)
+    return headers
+
+
+def check_share_set(headers: Sequence[KeyHeader], names: Sequence[str]) -> list[int]:
+    """Validate that the headers form one complete share set; return them ordered by index."""
+    for header, name in zip(headers, names, strict=True):
+        if header.kind is not Kind.SHARE:
+            raise InertError(f"{name} is a {header.kind.name.lower()} key, not a share")
+    first = headers[0]
+    for header, name in zip(headers, names, strict=True):
+        if header.blob_id != first.blob_id:
+            raise InertError(
+                f"{name} belongs to share set {header.blob_id_hex}, {names[0]} to {first.blob_id_hex}"
+            )
+        if header.param("count") != first.param("count") or header.work_length != first.work_length:
+            raise KeyFormatError(
+                f"{name} disagrees with {names[0]} about the share set: one of them is corrupt"
+            )
+    count = first.param("count")
+    by_index: dict[int, int] = {}
+    for i, (header, name) in enumerate(zip(headers, names, strict=True)):
+        index = header.param("index")
+        if index in by_index:
+            raise InertError(
+                f"{name} and {names[by_index[index]]} are the same share ({index + 1} of {count})"
+            )
+        by_index[index] = i
+    missing = [str(i + 1) for i in range(count) if i not in by_index]
+    if missing:
+        raise InertError(
+            f"the share set needs all {count} shares; missing share {', '.join(missing)} of {count}",
+            hint="pass every share file of the set to inert join",
+        )
+    return [by_index[i] for i in range(count)]
+
+
+def join_stream(
+    shares: Sequence[BinaryIO],
+    headers: Sequence[KeyHeader],
+    names: Sequence[str],
+    out: BinaryIO,
+    progress: Progress | None = None,
+) -> None:
+    """XOR the payloads of a whole share set into `out`; verify the work's checksum."""
+    order = check_share_set(headers, names)
+    length = headers[0].work_length
+    payloads = [
+        read_chunks(shares[i], length, f"{names[i]}'s payload", KeyFormatError) for i in order
+    ]
+    crc = 0
+    for first, *rest in zip(*payloads, strict=True):
+        for chunk in rest:
+            xor_into(first, chunk)
+        crc = zlib.crc32(first, crc)
+        out.write(first)
+        if progress:
+            progress(len(first))
+    for i in order:
+        expect_end(shares[i], names[i], KeyFormatError)
+    expected = 0
+    for header in headers:
+        expected ^= header.checksum
+    if crc != expected:
+        raise ChecksumError(
+            "checksum mismatch: a share is damaged, or the shares do not belong together"
+        )
+
+
+# ---------------------------------------------------------------------------- one-shots
+
+
+def split(work: bytes, count: int) -> list[bytes]:
+    outs = [io.BytesIO() for _ in range(count)]
+    split_stream(io.BytesIO(work), len(work), outs)
+    return [o.getvalue() for o in outs]
+
+
+def join(shares: Sequence[bytes]) -> bytes:
+    if not shares:
+        raise InertError("no shares given")
+    names = [f"share #{i + 1}" for i in range(len(shares))]
+    headers = [parse_key(s)[0] for s in shares]
+    streams = [io.BytesIO(s) for s in shares]
+    for stream in streams:
+        read_header(stream)
+    out = io.BytesIO()
+    join_stream(streams, headers, names, out)
+    return out.getvalue()

@@ -1,0 +1,214 @@
+"""The `inert` command, run through its installed entry point as a user would."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from inert.keyfile import parse_key
+
+WORK = "Ünïcode, NUL \x00 and\r\nmixed newlines\n".encode() + bytes(range(256))
+
+
+@pytest.fixture
+def work_file(tmp_path: Path) -> Path:
+    path = tmp_path / "work.bin"
+    path.write_bytes(WORK)
+    return path
+
+
+def err(result) -> str:
+    return result.stderr.decode()
+
+
+def test_pad_new_encode_decode_round_trip(inert, tmp_path: Path, work_file: Path) -> None:
+    assert inert("pad", "new", "p.pad", "--size", "64K").returncode == 0
+    assert (tmp_path / "p.pad").stat().st_size == 64 << 10
+    assert (tmp_path / "p.pad").stat().st_mode & 0o077 == 0  # a pad is a secret: owner only
+    result = inert("encode", "work.bin", "--blob", "p.pad")
+    assert result.returncode == 0, err(result)
+    key = (tmp_path / "work.bin.inert").read_bytes()
+    assert len(key) - len(WORK) in (19, 20, 21)  # header: offset in a 64 KiB pad takes 1-3 bytes
+    work_file.unlink()
+    result = inert("decode", "work.bin.inert", "-b", "p.pad")
+    assert result.returncode == 0, err(result)
+    assert work_file.read_bytes() == WORK
+
+
+def test_two_encodes_never_share_pad_bytes(inert, tmp_path: Path, work_file: Path) -> None:
+    inert("pad", "new", "p.pad", "-s", "10K")
+    ranges = []
+    for name in ("a.key", "b.key", "c.key"):
+        assert inert("encode", "work.bin", "-b", "p.pad", "-o", name).returncode == 0
+        header, _ = parse_key((tmp_path / name).read_bytes())
+        ranges.append(range(header.param("offset"), header.param("offset") + len(WORK)))
+    for i, a in enumerate(ranges):
+        for b in ranges[i + 1 :]:
+            assert not set(a) & set(b)
+
+
+def test_exhausted_pad_is_refused(inert, tmp_path: Path, work_file: Path) -> None:
+    inert("pad", "new", "p.pad", "-s", str(len(WORK) + 100))
+    first = inert("encode", "work.bin", "-b", "p.pad", "-o", "a.key")
+    assert first.returncode == 0
+    assert "would overlap this one with probability" in err(first)  # small pad: a warning
+    second = inert("encode", "work.bin", "-b", "p.pad", "-o", "b.key")
+    assert second.returncode == 1
+    assert f"no unused range of {len(WORK)} bytes" in err(second)
+    assert not (tmp_path / "b.key").exists()
+
+
+def test_explicit_offset_reuse_warns(inert, work_file: Path) -> None:
+    inert("pad", "new", "p.pad", "-s", "1M")
+    assert (
+        inert("encode", "work.bin", "-b", "p.pad", "-o", "a.key", "--offset", "0").returncode == 0
+    )
+    result = inert("encode", "work.bin", "-b", "p.pad", "-o", "b.key", "--offset", "100")
+    assert result.returncode == 0
+    assert "already used for another key" in err(result)
+
+
+def test_stdin_to_stdout_and_back(inert, pad_path: Path) -> None:
+    encoded = inert("encode", "-", "-b", pad_path, stdin=WORK)
+    assert encoded.returncode == 0, err(encoded)
+    decoded = inert("decode", "-", "-b", pad_path, stdin=encoded.stdout)
+    assert decoded.returncode == 0, err(decoded)
+    assert decoded.stdout == WORK
+
+
+def test_decode_finds_the_blob_in_the_store(inert, pad_path: Path, work_file: Path) -> None:
+    inert("encode", "work.bin", "-b", pad_path, "-o", "k")
+    missing = inert("decode", "k", "-o", "out")
+    assert missing.returncode == 1
+    assert "is not in the store" in err(missing) and "inert blob add" in err(missing)
+    assert inert("blob", "add", pad_path).returncode == 0
+    assert inert("decode", "k", "-o", "out").returncode == 0
+    listing = inert("blob", "list").stdout.decode()
+    assert parse_key(Path(work_file.parent / "k").read_bytes())[0].blob_id_hex in listing
+
+
+def test_blob_info_by_path_and_by_id(inert, pad_path: Path) -> None:
+    added = inert("blob", "add", pad_path).stdout.decode()
+    blob_id = added.split()[0]
+    for ref in (str(pad_path), blob_id):
+        shown = inert("blob", "info", ref)
+        assert shown.returncode == 0, err(shown)
+        assert "pad" in shown.stdout.decode() and blob_id in shown.stdout.decode()
+        assert "65536 bytes" in shown.stdout.decode()
+
+
+def test_wrong_blob_fails_and_writes_nothing(
+    inert, tmp_path: Path, pad_path: Path, work_file: Path
+) -> None:
+    inert("encode", "work.bin", "-b", pad_path, "-o", "k")
+    inert("pad", "new", "other.pad", "-s", "64K")
+    result = inert("decode", "k", "-b", "other.pad", "-o", "out")
+    assert result.returncode == 1
+    assert "inert: error: wrong blob" in err(result)
+    assert not (tmp_path / "out").exists()
+    assert not list(tmp_path.glob(".out*"))  # no temporary file left behind either
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda key: key[:-1], "truncated key"),
+        (lambda key: key[:10], "truncated key"),
+        (lambda key: key + b"\n", "trailing garbage"),
+        (lambda key: key[:-5] + bytes([key[-5] ^ 4]) + key[-4:], "checksum mismatch"),
+        (lambda key: b"not a key at all", "not an inert key"),
+    ],
+)
+def test_damaged_key_fails_and_writes_nothing(
+    inert, tmp_path, pad_path, work_file, damage, message
+) -> None:
+    inert("encode", "work.bin", "-b", pad_path, "-o", "k")
+    (tmp_path / "k").write_bytes(damage((tmp_path / "k").read_bytes()))
+    result = inert("decode", "k", "-b", pad_path, "-o", "out")
+    assert result.returncode == 1
+    assert message in err(result)
+    assert "Traceback" not in err(result)
+    assert not (tmp_path / "out").exists()
+
+
+def test_damaged_key_to_stdout_emits_nothing(
+    inert, tmp_path: Path, pad_path: Path, work_file: Path
+) -> None:
+    inert("encode", "work.bin", "-b", pad_path, "-o", "k")
+    key = bytearray((tmp_path / "k").read_bytes())
+    key[-1] ^= 1
+    result = inert("decode", "-", "-b", pad_path, stdin=bytes(key))
+    assert result.returncode == 1
+    assert result.stdout == b""
+
+
+def test_existing_output_is_kept_without_force(
+    inert, tmp_path: Path, pad_path: Path, work_file: Path
+) -> None:
+    (tmp_path / "work.bin.inert").write_bytes(b"precious")
+    result = inert("encode", "work.bin", "-b", pad_path)
+    assert result.returncode == 1
+    assert "already exists" in err(result) and "--force" in err(result)
+    assert (tmp_path / "work.bin.inert").read_bytes() == b"precious"
+    assert inert("encode", "work.bin", "-b", pad_path, "--force").returncode == 0
+    assert (tmp_path / "work.bin.inert").read_bytes() != b"precious"
+
+
+def test_split_and_join(inert, tmp_path: Path, work_file: Path) -> None:
+    assert inert("split", "work.bin", "-n", "3").returncode == 0
+    names = [f"work.bin.{i}of3.inert" for i in (1, 2, 3)]
+    assert all((tmp_path / n).exists() for n in names)
+    result = inert("join", *reversed(names), "-o", "joined")
+    assert result.returncode == 0, err(result)
+    assert (tmp_path / "joined").read_bytes() == WORK
+    partial = inert("join", *names[:2], "-o", "partial")
+    assert partial.returncode == 1 and "missing share 3 of 3" in err(partial)
+    assert not (tmp_path / "partial").exists()
+    share = inert("decode", names[0], "-o", "x")
+    assert share.returncode == 1 and "inert join" in err(share)
+
+
+def test_usage_errors_exit_2_with_a_hint(inert) -> None:
+    for args in (
+        ["encode"],
+        ["split", "x", "-n", "1"],
+        ["pad", "new", "p", "-s", "lots"],
+        ["frobnicate"],
+    ):
+        result = inert(*args)
+        assert result.returncode == 2, args
+        assert err(result).startswith("inert: error:")
+        assert "inert: hint:" in err(result)
+
+
+def test_unreadable_input_is_one_clear_line(inert, pad_path: Path) -> None:
+    result = inert("encode", "no-such-file", "-b", pad_path)
+    assert result.returncode == 1
+    assert (
+        err(result).strip().splitlines()[0]
+        == "inert: error: cannot read the work: No such file or directory"
+    )
+
+
+def test_encode_without_blob_says_how_to_get_one(inert, work_file: Path) -> None:
+    result = inert("encode", "work.bin")
+    assert result.returncode == 1
+    assert "inert pad new" in err(result)
+
+
+def test_help_shows_a_worked_example(inert) -> None:
+    result = inert("--help")
+    assert result.returncode == 0
+    assert "inert encode notes.txt --blob secret.pad" in result.stdout.decode()
+    assert "two-time pad" in result.stdout.decode()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can read anything")
+def test_permission_denied_is_reported(inert, tmp_path: Path, pad_path: Path) -> None:
+    secret = tmp_path / "locked"
+    secret.write_bytes(b"x")
+    secret.chmod(0)
+    result = inert("encode", "locked", "-b", pad_path)
+    assert result.returncode == 1 and "Permission denied" in err(result)
