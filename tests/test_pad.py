@@ -43,7 +43,7 @@ def test_key_is_work_xor_pad_bytes(pad_path: Path) -> None:
 def test_streams_in_chunks_larger_than_one_buffer(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("inert.streams.CHUNK", 1000)  # many chunks, including a partial last one
+    monkeypatch.setattr("inert.xor.CHUNK", 1000)  # many chunks, including a partial last one
     pad_file = tmp_path / "p.pad"
     pad_file.write_bytes(random.randbytes(50_000))
     work = random.randbytes(12_345)

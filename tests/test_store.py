@@ -42,3 +42,20 @@ def test_pad_uses_are_remembered() -> None:
 def test_missing_blob_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(InertError, match="cannot read blob"):
         open_blob(tmp_path / "nope")
+
+
+def test_hash_is_remembered_until_the_file_changes(pad_path: Path) -> None:
+    store = Store()
+    first = store.identify(pad_path)
+    assert first.sha256 == open_blob(pad_path).sha256
+    assert Store().identify(pad_path).sha256 == first.sha256  # from the cache
+    data = bytearray(pad_path.read_bytes())
+    data[0] ^= 1
+    pad_path.write_bytes(bytes(data))  # same size, new content: ctime moves
+    assert Store().identify(pad_path).sha256 == open_blob(pad_path).sha256 != first.sha256
+
+
+def test_damaged_hash_cache_is_ignored(store_root: Path, pad_path: Path) -> None:
+    store_root.mkdir(parents=True)
+    (store_root / "hashes.json").write_text("{not json")
+    assert Store().identify(pad_path).sha256 == open_blob(pad_path).sha256

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from inert.errors import InertError
-from inert.streams import atomic_outputs, read_chunks
+from inert.streams import atomic_outputs
 
 
 def test_failed_block_leaves_no_file(tmp_path: Path) -> None:
@@ -46,8 +46,10 @@ def test_existing_file_is_refused_before_any_work(tmp_path: Path) -> None:
     assert (tmp_path / "a").read_bytes() == b"keep"
 
 
-def test_short_input_is_reported(tmp_path: Path) -> None:
+def test_short_input_is_reported() -> None:
     import io
 
+    from inert.xor import FileSource
+
     with pytest.raises(InertError, match="the thing ended early: 3 of 10 bytes"):
-        list(read_chunks(io.BytesIO(b"abc"), 10, "the thing"))
+        FileSource(io.BytesIO(b"abc"), 10, "the thing").fill(memoryview(bytearray(10)))

@@ -26,7 +26,7 @@ from rich.table import Table
 from . import __version__, pad, shares
 from .errors import InertError
 from .keyfile import KeyHeader, Kind, check_payload_length, read_header
-from .store import Blob, Store, open_blob
+from .store import Blob, Store
 from .streams import STDIO, atomic_output, atomic_outputs, open_input
 from .streams import Progress as ProgressFn
 
@@ -103,7 +103,7 @@ def find_blob(store: Store, header: KeyHeader, blob_ref: str | None) -> Blob:
             f"blob {header.blob_id_hex} is not in the store ({store.blobs})",
             hint="pass it with --blob PATH, or add it once with: inert blob add PATH",
         )
-    return open_blob(path)
+    return store.identify(path)
 
 
 def key_output_for(work: str) -> str:

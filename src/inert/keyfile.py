@@ -17,7 +17,7 @@ Everything else in the package reads and writes keys through this module.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import IntEnum
 from typing import BinaryIO
 
@@ -94,10 +94,16 @@ class KeyHeader:
             ]
         )
 
-    @property
-    def checksum_offset(self) -> int:
-        """Where the checksum sits in to_bytes(): writers may patch it once the work is read."""
-        return len(self.to_bytes()) - CHECKSUM_SIZE
+    def with_checksum(self, checksum: int, out: BinaryIO, header_start: int) -> KeyHeader:
+        """Patch the checksum into a header already written at `header_start` of the seekable `out`.
+
+        Writers stream the work once, so they learn its CRC only after writing the payload.
+        """
+        end = out.tell()
+        out.seek(header_start + len(self.to_bytes()) - CHECKSUM_SIZE)
+        out.write(struct.pack("<I", checksum))
+        out.seek(end)
+        return replace(self, checksum=checksum)
 
 
 # ---------------------------------------------------------------------------- varints

@@ -12,8 +12,6 @@ import hashlib
 import io
 import os
 import secrets
-import struct
-import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -21,7 +19,8 @@ from typing import BinaryIO
 from .errors import ChecksumError, InertError, KeyFormatError
 from .keyfile import KeyHeader, Kind, check_payload_length, read_header
 from .store import Blob, open_blob
-from .streams import CHUNK, Progress, atomic_output, expect_end, read_chunks, xor_into
+from .streams import CHUNK, Progress, atomic_output, expect_end
+from .xor import FileSource, xor_streams
 
 # ---------------------------------------------------------------------------- making pads
 
@@ -113,25 +112,15 @@ def encode_stream(
     header = KeyHeader(Kind.PAD, pad.id, work_length, (offset,), checksum=0)
     start = out.tell()
     out.write(header.to_bytes())
-    crc = 0
     with open(pad.path, "rb") as pad_file:
         pad_file.seek(offset)
-        for w, p in zip(
-            read_chunks(work, work_length, "the work"),
-            read_chunks(pad_file, work_length, "the pad"),
-            strict=True,
-        ):
-            crc = zlib.crc32(w, crc)
-            xor_into(w, p)
-            out.write(w)
-            if progress:
-                progress(len(w))
+        sources = [
+            FileSource(work, work_length, "the work"),
+            FileSource(pad_file, work_length, "the pad"),
+        ]
+        crc = xor_streams(sources, work_length, out, checksum_source=0, progress=progress)
     expect_end(work, "the work (it grew while being read)")
-    end = out.tell()
-    out.seek(start + header.checksum_offset)
-    out.write(struct.pack("<I", crc))
-    out.seek(end)
-    return KeyHeader(Kind.PAD, pad.id, work_length, (offset,), crc)
+    return header.with_checksum(crc, out, start)
 
 
 def check_blob(header: KeyHeader, blob: Blob) -> None:
@@ -152,19 +141,13 @@ def decode_stream(
         raise KeyFormatError(
             f"corrupt key: its range runs past the end of the pad ({pad.size} bytes)"
         )
-    crc = 0
     with open(pad.path, "rb") as pad_file:
         pad_file.seek(offset)
-        for k, p in zip(
-            read_chunks(key, header.payload_length, "the key's payload", KeyFormatError),
-            read_chunks(pad_file, header.work_length, "the pad"),
-            strict=True,
-        ):
-            xor_into(k, p)
-            crc = zlib.crc32(k, crc)
-            out.write(k)
-            if progress:
-                progress(len(k))
+        sources = [
+            FileSource(key, header.payload_length, "the key's payload", KeyFormatError),
+            FileSource(pad_file, header.work_length, "the pad"),
+        ]
+        crc = xor_streams(sources, header.work_length, out, progress=progress)
     expect_end(key, "the key", KeyFormatError)
     if crc != header.checksum:
         raise ChecksumError(

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import io
 import os
-import struct
-import zlib
 from collections.abc import Sequence
 from typing import BinaryIO
 
@@ -22,22 +20,23 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from .errors import ChecksumError, InertError, KeyFormatError
 from .keyfile import KeyHeader, Kind, parse_key, read_header
-from .streams import CHUNK, Progress, expect_end, read_chunks, xor_into
+from .streams import CHUNK, Progress, expect_end
+from .xor import FileSource, xor_streams
 
 MAX_SHARES = 255
 
 
 class Keystream:
-    """Uniform random bytes from AES-256-CTR under a fresh random key."""
+    """Uniform random bytes: AES-256-CTR keystream under a fresh key from the OS CSPRNG."""
 
     def __init__(self) -> None:
         self._cipher = Cipher(algorithms.AES(os.urandom(32)), modes.CTR(bytes(16))).encryptor()
         self._zeros = bytes(CHUNK)
 
-    def read(self, n: int) -> bytes:
-        if n <= CHUNK:
-            return self._cipher.update(memoryview(self._zeros)[:n])
-        return b"".join(self.read(min(CHUNK, n - i)) for i in range(0, n, CHUNK))
+    def fill(self, buffer: memoryview) -> None:
+        for start in range(0, len(buffer), CHUNK):
+            part = buffer[start : start + CHUNK]
+            self._cipher.update_into(memoryview(self._zeros)[: len(part)], part)
 
 
 def split_stream(
@@ -53,34 +52,20 @@ def split_stream(
     headers = [
         KeyHeader(Kind.SHARE, set_id, work_length, (i, count), c) for i, c in enumerate(crc_shares)
     ]
-    headers.append(
-        KeyHeader(Kind.SHARE, set_id, work_length, (count - 1, count), 0)
-    )  # patched below
+    headers.append(KeyHeader(Kind.SHARE, set_id, work_length, (count - 1, count), 0))  # CRC: below
     starts = [out.tell() for out in outs]
     for out, header in zip(outs, headers, strict=True):
         out.write(header.to_bytes())
 
-    crc = 0
-    for w in read_chunks(work, work_length, "the work"):
-        crc = zlib.crc32(w, crc)
-        for out, random in zip(outs, randoms, strict=False):  # the last share is not random
-            r = random.read(len(w))
-            out.write(r)
-            xor_into(w, r)
-        outs[-1].write(w)
-        if progress:
-            progress(len(w))
+    sources = [FileSource(work, work_length, "the work"), *randoms]
+    copies = [(i + 1, out) for i, out in enumerate(outs[:-1])]  # share i+1 <- random source i+1
+    crc = xor_streams(sources, work_length, outs[-1], copies, checksum_source=0, progress=progress)
     expect_end(work, "the work (it grew while being read)")
 
     last_crc = crc
     for c in crc_shares:
         last_crc ^= c
-    last = outs[-1]
-    end = last.tell()
-    last.seek(starts[-1] + headers[-1].checksum_offset)
-    last.write(struct.pack("<I", last_crc))
-    last.seek(end)
-    headers[-1] = KeyHeader(Kind.SHARE, set_id, work_length, (count - 1, count), last_crc)
+    headers[-1] = headers[-1].with_checksum(last_crc, outs[-1], starts[-1])
     return headers
 
 
@@ -127,17 +112,10 @@ def join_stream(
     """XOR the payloads of a whole share set into `out`; verify the work's checksum."""
     order = check_share_set(headers, names)
     length = headers[0].work_length
-    payloads = [
-        read_chunks(shares[i], length, f"{names[i]}'s payload", KeyFormatError) for i in order
+    sources = [
+        FileSource(shares[i], length, f"{names[i]}'s payload", KeyFormatError) for i in order
     ]
-    crc = 0
-    for first, *rest in zip(*payloads, strict=True):
-        for chunk in rest:
-            xor_into(first, chunk)
-        crc = zlib.crc32(first, crc)
-        out.write(first)
-        if progress:
-            progress(len(first))
+    crc = xor_streams(sources, length, out, progress=progress)
     for i in order:
         expect_end(shares[i], names[i], KeyFormatError)
     expected = 0

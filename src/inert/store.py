@@ -7,13 +7,21 @@ hash, so `inert decode KEY` can find the blob a key names without being told whe
     $INERT_STORE, else $XDG_DATA_HOME/inert, else ~/.local/share/inert
         blobs/<sha256 hex>        the blobs themselves, read-only
         pad-uses/<id hex>         ranges of a pad already used for keys on this machine
+        hashes.json               SHA-256 of blob files outside the store, by path and stat
+
+Hashing a 64 GiB pad for every key would take a minute, so a file's hash is remembered
+with its device, inode, size, mtime and ctime (as git's index does) and reused while
+all five are unchanged; ctime cannot be set back by any user, so a rewrite is noticed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import os
 import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,10 +110,43 @@ class Store:
             if re.fullmatch(r"[0-9a-f]{64}", p.name)
         ]
 
+    def identify(self, path: str | Path) -> Blob:
+        """open_blob(path), with the hash remembered for unchanged files."""
+        path = Path(path)
+        try:
+            st = path.stat()
+        except OSError as e:
+            raise InertError(f"cannot read blob {path}: {e.strerror or e}") from None
+        if path.parent == self.blobs and re.fullmatch(r"[0-9a-f]{64}", path.name):
+            return Blob(path, bytes.fromhex(path.name), st.st_size, Kind.PAD)  # named by its hash
+        stamp = [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+        where = str(path.resolve())
+        hashes = self._read_hashes()
+        if where in hashes and hashes[where][:5] == stamp:
+            return Blob(path, bytes.fromhex(hashes[where][5]), st.st_size, Kind.PAD)
+        blob = open_blob(path)
+        hashes[where] = [*stamp, blob.sha256.hex()]
+        self._write_hashes(hashes)
+        return blob
+
+    def _read_hashes(self) -> dict[str, list]:
+        try:
+            return json.loads((self.root / "hashes.json").read_text())
+        except (OSError, ValueError):
+            return {}  # a missing or damaged cache only costs a re-hash
+
+    def _write_hashes(self, hashes: dict[str, list]) -> None:
+        with contextlib.suppress(OSError):  # an unwritable store only costs re-hashing later
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".hashes.")
+            with os.fdopen(fd, "w") as f:
+                json.dump(hashes, f)
+            os.replace(tmp, self.root / "hashes.json")
+
     def resolve(self, ref: str) -> Blob:
         """A blob named by a file path, or by a hex id prefix of at least 8 digits from the store."""
         if os.path.exists(ref) or not re.fullmatch(r"[0-9a-fA-F]{8,64}", ref):
-            return open_blob(ref)
+            return self.identify(ref)
         matches = [b for b in self.list() if b.sha256.hex().startswith(ref.lower())]
         if not matches:
             raise InertError(
@@ -116,7 +157,7 @@ class Store:
             raise InertError(
                 f"blob id {ref} is ambiguous in the store", hint="give more hex digits"
             )
-        return open_blob(matches[0].path)
+        return matches[0]
 
     # ------------------------------------------------------------------ pad uses
 

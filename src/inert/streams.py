@@ -1,6 +1,6 @@
-"""Files -> fixed-size chunks, and chunks -> outputs that appear only once they are verified.
+"""Paths -> input streams, and output streams that appear only once they are verified.
 
-Constant memory for any work size: every loop reuses one buffer per stream. Outputs are
+Outputs are
 written to a temporary file beside the target and renamed into place only when the
 caller's block finishes without error; standard output is spooled the same way and
 copied out only at the end, so no caller ever emits unverified bytes.
@@ -15,9 +15,8 @@ import stat
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
-from typing import BinaryIO, Protocol
-
-import numpy as np
+from concurrent.futures import ThreadPoolExecutor
+from typing import BinaryIO
 
 from .errors import InertError
 
@@ -27,45 +26,9 @@ STDIO = "-"
 Progress = Callable[[int], None]  # called with the number of bytes just processed
 
 
-class Readable(Protocol):
-    def readinto(self, buffer: memoryview, /) -> int | None: ...
-
-
-# ---------------------------------------------------------------------------- reading
-
-
-def read_chunks(
-    stream: Readable,
-    length: int,
-    name: str,
-    error: type[InertError] = InertError,
-    chunk: int | None = None,
-) -> Iterator[memoryview]:
-    """Yield exactly `length` bytes of `stream` as chunks; the buffer is reused between yields."""
-    buffer = memoryview(bytearray(min(chunk or CHUNK, max(length, 1))))
-    remaining = length
-    while remaining:
-        view = buffer[: min(remaining, len(buffer))]
-        filled = 0
-        while filled < len(view):
-            n = stream.readinto(view[filled:])
-            if not n:
-                done = length - remaining + filled
-                raise error(f"{name} ended early: {done} of {length} bytes")
-            filled += n
-        remaining -= filled
-        yield view
-
-
 def expect_end(stream: BinaryIO, name: str, error: type[InertError] = InertError) -> None:
     if stream.read(1):
         raise error(f"{name} is longer than expected: trailing bytes after the last one read")
-
-
-def xor_into(target: memoryview, source: memoryview | bytes) -> None:
-    """target ^= source, in place, at memory speed."""
-    t = np.frombuffer(target, dtype=np.uint8)  # (n,) uint8, a view on the caller's buffer
-    np.bitwise_xor(t, np.frombuffer(source, dtype=np.uint8), out=t)
 
 
 @contextlib.contextmanager
@@ -113,7 +76,7 @@ def _copy(src: BinaryIO, dst: BinaryIO) -> None:
 
 
 class AtomicOutput:
-    """One output file: a temporary file until commit(), then the target, or nothing."""
+    """One output file: a temporary file until sync() and publish(), then the target, or nothing."""
 
     def __init__(
         self, path: str, *, force: bool, binary: bool = True, private: bool = False
@@ -127,7 +90,7 @@ class AtomicOutput:
                     "refusing to write binary data to a terminal",
                     hint="redirect the output, pass -o FILE, or add --force",
                 )
-            self.file: BinaryIO = tempfile.TemporaryFile()  # noqa: SIM115 - closed by commit/discard
+            self.file: BinaryIO = tempfile.TemporaryFile()  # noqa: SIM115 - closed by publish/discard
             return
         if os.path.lexists(path) and not force:
             raise InertError(f"{path} already exists", hint="add --force to overwrite it")
@@ -140,20 +103,29 @@ class AtomicOutput:
             raise InertError(f"cannot write {path}: {e.strerror or e}") from None
         self.file = os.fdopen(fd, "w+b")
 
-    def commit(self) -> None:
+    def sync(self) -> None:
+        """Make the temporary file's bytes durable (a crash after the rename never shows a hole)."""
         try:
             self.file.flush()
             if self.path == STDIO:
-                self.file.seek(0)
-                _copy(self.file, sys.stdout.buffer)
-                sys.stdout.buffer.flush()
-                self.file.close()
                 return
             if not self.private:
                 umask = os.umask(0)
                 os.umask(umask)
                 os.fchmod(self.file.fileno(), 0o666 & ~umask)
             os.fsync(self.file.fileno())
+        except OSError as e:
+            raise _write_error(self.path, e) from None
+
+    def publish(self) -> None:
+        """Move the synced output into place (or copy it to stdout)."""
+        try:
+            if self.path == STDIO:
+                self.file.seek(0)
+                _copy(self.file, sys.stdout.buffer)
+                sys.stdout.buffer.flush()
+                self.file.close()
+                return
             self.file.close()
             if self.force:
                 os.replace(self._tmp, self.path)
@@ -194,8 +166,11 @@ def atomic_outputs(
             if e.errno in _WRITE_ERRNOS:
                 raise _write_error(paths[0] if len(paths) == 1 else "the outputs", e) from None
             raise
+        with ThreadPoolExecutor(max_workers=len(outputs)) as pool:  # fsyncs overlap
+            for future in [pool.submit(output.sync) for output in outputs]:
+                future.result()
         for output in outputs:
-            output.commit()
+            output.publish()
     except BaseException:
         for output in outputs:
             output.discard()
