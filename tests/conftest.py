@@ -28,6 +28,11 @@ def pad_path(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.fixture
+def inert_exe() -> Path:
+    return INERT
+
+
 Run = Callable[..., subprocess.CompletedProcess[bytes]]
 
 

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import os
+import pty
+import resource
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -212,3 +217,79 @@ def test_permission_denied_is_reported(inert, tmp_path: Path, pad_path: Path) ->
     secret.chmod(0)
     result = inert("encode", "locked", "-b", pad_path)
     assert result.returncode == 1 and "Permission denied" in err(result)
+
+
+def no_leftovers(folder: Path) -> bool:
+    return not [p for p in folder.iterdir() if p.name.endswith(".inert-tmp")]
+
+
+def test_write_failure_is_one_line_and_leaves_nothing(
+    tmp_path: Path, pad_path: Path, inert_exe: Path
+) -> None:
+
+    (tmp_path / "big").write_bytes(os.urandom(40_000))
+
+    def limit_file_size() -> None:  # the kernel refuses writes past 16 KiB: EFBIG, like a full disk
+        resource.setrlimit(resource.RLIMIT_FSIZE, (16_384, 16_384))
+
+    result = subprocess.run(
+        [str(inert_exe), "encode", "big", "-b", str(pad_path), "-o", "k"],
+        cwd=tmp_path,
+        capture_output=True,
+        preexec_fn=limit_file_size,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "inert: error: cannot write k: File too large\n" in err(result)
+    assert not (tmp_path / "k").exists() and no_leftovers(tmp_path)
+
+
+def test_ctrl_c_exits_130_and_leaves_nothing(
+    tmp_path: Path, pad_path: Path, inert_exe: Path
+) -> None:
+
+    # stdin stays open, so inert is still reading the work when the signal comes
+    proc = subprocess.Popen(
+        [str(inert_exe), "encode", "-", "-b", str(pad_path), "-o", "k"],
+        cwd=tmp_path,
+        stdin=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    proc.stdin.write(b"x" * 10_000)
+    proc.stdin.flush()
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    assert b"inert: error: interrupted" in stderr
+    assert not (tmp_path / "k").exists() and no_leftovers(tmp_path)
+
+
+def test_refuses_binary_on_a_terminal(
+    tmp_path: Path, pad_path: Path, work_file: Path, inert_exe: Path
+) -> None:
+
+    controller, terminal = pty.openpty()
+    try:
+        result = subprocess.run(
+            [str(inert_exe), "encode", "work.bin", "-b", str(pad_path), "-o", "-"],
+            cwd=tmp_path,
+            stdout=terminal,
+            stderr=subprocess.PIPE,
+            timeout=60,
+        )
+    finally:
+        os.close(terminal)
+        os.close(controller)
+    assert result.returncode == 1
+    assert b"refusing to write binary data to a terminal" in result.stderr
+
+
+def test_decoded_work_gets_normal_permissions(
+    inert, tmp_path: Path, pad_path: Path, work_file: Path
+) -> None:
+    inert("encode", "work.bin", "-b", pad_path, "-o", "k")
+    inert("decode", "k", "-b", pad_path, "-o", "out")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "out").stat().st_mode & 0o777 == 0o666 & ~umask
