@@ -17,7 +17,9 @@ from rich.console import Console
 from rich.progress import (
     BarColumn,
     DownloadColumn,
+    MofNCompleteColumn,
     Progress,
+    TextColumn,
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
@@ -26,7 +28,7 @@ from rich.table import Table
 from . import __version__, pad, shares
 from .errors import InertError
 from .keyfile import KeyHeader, Kind, check_payload_length, read_header
-from .store import Blob, Store
+from .store import Blob, Store, check_blob
 from .streams import STDIO, atomic_output, atomic_outputs, open_input
 from .streams import Progress as ProgressFn
 
@@ -56,17 +58,19 @@ def info(ctx_quiet: bool, message: str) -> None:
 
 
 @contextlib.contextmanager
-def progress_bar(total: int, description: str, quiet: bool) -> Iterator[ProgressFn | None]:
-    """A byte-counting progress bar on stderr, shown only to a person watching a terminal."""
-    if quiet or not stderr.is_terminal or total < (64 << 20):
+def progress_bar(
+    total: int, description: str, quiet: bool, unit: str = "bytes"
+) -> Iterator[ProgressFn | None]:
+    """A progress bar on stderr, shown only to a person watching a terminal on a long run."""
+    long_run = total >= (64 << 20 if unit == "bytes" else 2000)
+    if quiet or not stderr.is_terminal or not long_run:
         yield None
         return
-    columns = (
-        BarColumn(),
-        DownloadColumn(binary_units=True),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-    )
+    if unit == "bytes":
+        counts = (DownloadColumn(binary_units=True), TransferSpeedColumn())
+    else:
+        counts = (MofNCompleteColumn(), TextColumn(f"{unit}"))
+    columns = (BarColumn(), *counts, TimeRemainingColumn())
     with Progress(
         "[progress.description]{task.description}", *columns, console=stderr, transient=True
     ) as bar:
@@ -146,10 +150,11 @@ quiet_option = click.option(
 def cli(debug: bool) -> None:
     """Encode any work into a key against an inert blob, and decode it back bit-exactly.
 
-    A blob is a random pad (today) or a language model (coming). Pads: the key is the work
-    XOR pad bytes, so key and pad alone are each pure noise. NEVER use the same pad bytes for
-    two works: the XOR of their keys is the XOR of the works (the two-time pad). inert picks
-    a fresh random offset and remembers the ranges it used on this machine.
+    A blob is a random pad or a language model. With a model the key is the arithmetic code
+    of the work under the model: only what the model could not predict. With a pad the key
+    is the work XOR pad bytes, so key and pad alone are each pure noise. NEVER use the same
+    pad bytes for two works: the XOR of their keys is the XOR of the works (the two-time
+    pad). inert picks a fresh random offset and remembers the ranges it used on this machine.
     """
 
 
@@ -167,6 +172,11 @@ def cli(debug: bool) -> None:
 @click.option(
     "--offset", type=SizeType(), help="Pad byte to start at [default: a random unused one]."
 )
+@click.option(
+    "--segment-tokens",
+    type=click.IntRange(1),
+    help="Model blobs: tokens per independently coded segment [default: 512].",
+)
 @force_option
 @quiet_option
 def encode(
@@ -174,6 +184,7 @@ def encode(
     blob_ref: str | None,
     output: str | None,
     offset: int | None,
+    segment_tokens: int | None,
     force: bool,
     quiet: bool,
 ) -> None:
@@ -191,6 +202,17 @@ def encode(
     store = Store()
     blob = store.resolve(blob_ref)
     output = output or key_output_for(work)
+    if blob.kind is Kind.MODEL:
+        if offset is not None:
+            raise click.UsageError("--offset applies to pad blobs only; this blob is a model")
+        encode_with_model(work, blob, output, segment_tokens, force, quiet)
+    else:
+        encode_with_pad(work, blob, store, output, offset, force, quiet)
+
+
+def encode_with_pad(
+    work: str, blob: Blob, store: Store, output: str, offset: int | None, force: bool, quiet: bool
+) -> None:
     with open_input(work, "the work") as (src, length):
         uses = store.pad_uses(blob.id)
         if offset is None:
@@ -211,15 +233,39 @@ def encode(
                 f"this one with probability {chance:.1%}"
             )
         with atomic_output(output, force=force) as out:
-            store.record_pad_use(
-                blob.id, offset, length
-            )  # reserve first: never hand out a range twice
+            store.record_pad_use(blob.id, offset, length)  # reserve first: never reuse a range
             with progress_bar(length, "encode", quiet) as progress:
                 pad.encode_stream(src, length, blob, offset, out, progress)
             key_size = out.tell()
     info(
         quiet or output == STDIO,
         f"{work} -> {output}: key of {key_size} bytes (pad {blob.id_hex}, offset {offset})",
+    )
+
+
+def encode_with_model(
+    work: str, blob: Blob, output: str, segment_tokens: int | None, force: bool, quiet: bool
+) -> None:
+    from . import codec
+
+    loaded = codec.load_model(blob)
+    settings = codec.CodecSettings()
+    if segment_tokens is not None:
+        settings = codec.CodecSettings(segment_tokens=segment_tokens)
+    with open_input(work, "the work") as (src, length):
+        data = src.read()
+    if len(data) != length:
+        raise InertError("the work changed size while being read")
+    tokens_guess = max(1, length // 3)
+    with atomic_output(output, force=force) as out:
+        with progress_bar(tokens_guess, "encode", quiet, unit="tokens") as progress:
+            key, stats = codec.encode_work(data, loaded, settings, progress)
+        out.write(key)
+    bpb = 8 * len(key) / length if length else 0.0
+    info(
+        quiet or output == STDIO,
+        f"{work} -> {output}: key of {len(key)} bytes, {bpb:.3f} bits per byte "
+        f"({stats.tokens} tokens in {stats.segments} segments, model {blob.id_hex})",
     )
 
 
@@ -245,22 +291,72 @@ def decode(key: str, blob_ref: str | None, output: str | None, force: bool, quie
     output = output or work_output_for(key)
     with open_input(key, "the key") as (src, key_length):
         header = read_header(src)
-        check_payload_length(header, key_length - src.tell())
         if header.kind is Kind.SHARE:
             raise InertError(
                 f"{key} is share {header.param('index') + 1} of {header.param('count')}",
                 hint="restore shares with: inert join SHARE... -o WORK",
             )
+        if header.kind is Kind.PAD:
+            check_payload_length(header, key_length - src.tell())
         blob = find_blob(Store(), header, blob_ref)
-        with (
-            atomic_output(output, force=force, binary=False) as out,
-            progress_bar(header.work_length, "decode", quiet) as progress,
-        ):
-            pad.decode_stream(src, header, blob, out, progress)
+        check_blob(header, blob)
+        if header.kind is Kind.MODEL:
+            from . import codec
+
+            loaded = codec.load_model(blob)
+            with (
+                atomic_output(output, force=force, binary=False) as out,
+                progress_bar(header.param("token_count"), "decode", quiet, "tokens") as progress,
+            ):
+                codec.decode_key(src, header, loaded, out, progress=progress)
+        else:
+            with (
+                atomic_output(output, force=force, binary=False) as out,
+                progress_bar(header.work_length, "decode", quiet) as progress,
+            ):
+                pad.decode_stream(src, header, blob, out, progress)
     info(
         quiet or output == STDIO,
         f"{key} -> {output}: {header.work_length} bytes, checksum verified",
     )
+
+
+@cli.command()
+@click.option(
+    "-b", "--blob", "blob_ref", metavar="MODEL", required=True, help="Model blob file or id."
+)
+@click.option(
+    "-s", "--seed", type=click.IntRange(0), help="Seed of the random bits [default: fresh]."
+)
+@click.option(
+    "-n",
+    "--tokens",
+    "count",
+    type=click.IntRange(1),
+    default=200,
+    show_default=True,
+    help="Tokens to imagine.",
+)
+@click.option("-p", "--prompt", default="", help="Text the work starts with.")
+@click.option(
+    "-o", "--output", default=STDIO, metavar="WORK", help="Where to write it [default: stdout]."
+)
+@force_option
+def imagine(
+    blob_ref: str, seed: int | None, count: int, prompt: str, output: str, force: bool
+) -> None:
+    """Decode random bits into a new work: every bit string reads as some text under a model."""
+    from . import codec
+
+    blob = Store().resolve(blob_ref)
+    if blob.kind is not Kind.MODEL:
+        raise InertError(f"{blob.path} is a pad; imagine needs a model blob")
+    if seed is None:
+        seed = int.from_bytes(os.urandom(4), "little")
+        stderr.print(f"inert: seed {seed}", markup=False)
+    work = codec.imagine(codec.load_model(blob), count, seed, prompt.encode())
+    with atomic_output(output, force=force, binary=False) as out:
+        out.write(work)
 
 
 @cli.group("pad")
@@ -396,6 +492,18 @@ def blob_info(ref: str) -> None:
     if blob.kind is Kind.PAD:
         used = sum(n for _, n in uses)
         table.add_row("used here", f"{used} bytes by {len(uses)} keys")
+    else:
+        from .modelfile import read_model
+
+        config = read_model(blob.path).config
+        table.add_row(
+            "architecture",
+            f"Llama-family decoder: {config.n_layers} layers, dim {config.dim}, "
+            f"{config.n_heads} heads ({config.n_kv_heads} key/value), MLP {config.hidden_dim} "
+            f"{'SwiGLU' if config.activation == 'silu' else 'GeGLU'}, context {config.max_seq_len}",
+        )
+        table.add_row("parameters", f"{config.parameter_count():,}")
+        table.add_row("vocabulary", f"{config.vocab_size:,} tokens (byte-level BPE)")
     Console().print(table)
 
 

@@ -4,22 +4,27 @@ Layout of a v1 key (all integers little-endian; uvarint = unsigned LEB128, minim
 
     magic        2 bytes   0x89 'K'
     version      1 byte    1
-    kind         1 byte    1 pad, 3 share   (2 model: reserved for the model codec)
+    kind         1 byte    1 pad, 2 model, 3 share
     blob id      8 bytes   first 8 bytes of SHA-256(blob); a share set's random id for shares
     work length  uvarint
-    params       uvarints  pad: offset; share: index, count
+    params       uvarints  pad: offset; model: segment_tokens, token_count, codec;
+                           share: index, count
     checksum     4 bytes   CRC-32 of the work (shares: an XOR share of it)
-    payload      the rest  pad and share: exactly `work length` bytes
+    payload      the rest  pad and share: exactly `work length` bytes;
+                           model: a uvarint word count per segment, then the words (u32 LE)
 
 Everything else in the package reads and writes keys through this module.
 """
 
 from __future__ import annotations
 
+import itertools
 import struct
 from dataclasses import dataclass, replace
 from enum import IntEnum
 from typing import BinaryIO
+
+import numpy as np
 
 from .errors import KeyFormatError
 
@@ -39,6 +44,7 @@ class Kind(IntEnum):
 # Number of uvarint parameters each kind carries, in the order they are written.
 PARAM_NAMES: dict[Kind, tuple[str, ...]] = {
     Kind.PAD: ("offset",),
+    Kind.MODEL: ("segment_tokens", "token_count", "codec"),
     Kind.SHARE: ("index", "count"),
 }
 
@@ -65,6 +71,14 @@ class KeyHeader:
                 raise KeyFormatError(f"value {value} is out of the range a key can hold")
         if not 0 <= self.checksum < 2**32:
             raise KeyFormatError("checksum must be a 32-bit unsigned integer")
+        if self.kind is Kind.MODEL:
+            segment_tokens, token_count, codec = self.params
+            if segment_tokens < 1:
+                raise KeyFormatError("corrupt key: segment length 0")
+            if token_count > self.work_length or (token_count == 0) != (self.work_length == 0):
+                raise KeyFormatError("corrupt key: token count does not fit the work length")
+            if codec < 1:
+                raise KeyFormatError("corrupt key: codec version 0")
         if self.kind is Kind.SHARE:
             index, count = self.params
             if count < 2:
@@ -76,8 +90,14 @@ class KeyHeader:
         return self.params[PARAM_NAMES[self.kind].index(name)]
 
     @property
-    def payload_length(self) -> int:
-        return self.work_length  # pad and share payloads are the work's length, byte for byte
+    def payload_length(self) -> int | None:
+        """Pad and share payloads are the work's length, byte for byte; a model's varies."""
+        return None if self.kind is Kind.MODEL else self.work_length
+
+    @property
+    def segment_count(self) -> int:
+        segment_tokens, token_count, _ = self.params
+        return -(-token_count // segment_tokens)
 
     @property
     def blob_id_hex(self) -> str:
@@ -167,8 +187,6 @@ def read_header(stream: BinaryIO) -> KeyHeader:
         kind = Kind(kind_byte)
     except ValueError:
         raise KeyFormatError(f"corrupt key: unknown blob kind {kind_byte}") from None
-    if kind not in PARAM_NAMES:
-        raise KeyFormatError(f"corrupt key: blob kind {kind.name.lower()} has no v1 key format")
     blob_id = _read_exact(stream, BLOB_ID_SIZE, "blob id")
     work_length = _read_uvarint(stream, "work length")
     params = tuple(_read_uvarint(stream, name) for name in PARAM_NAMES[kind])
@@ -183,16 +201,42 @@ def parse_key(data: bytes) -> tuple[KeyHeader, memoryview]:
     stream = io.BytesIO(data)
     header = read_header(stream)
     payload = memoryview(data)[stream.tell() :]
-    check_payload_length(header, len(payload))
+    if header.kind is Kind.MODEL:
+        unpack_segments(header, payload)
+    else:
+        check_payload_length(header, len(payload))
     return header, payload
 
 
-def check_payload_length(header: KeyHeader, actual: int) -> None:
-    if actual < header.payload_length:
+# ---------------------------------------------------------------------------- model payloads
+
+
+def pack_segments(segments: list[np.ndarray]) -> bytes:
+    """Model payload: each segment's length in 32-bit words, then all the words, little-endian."""
+    lengths = b"".join(encode_uvarint(len(words)) for words in segments)
+    body = np.concatenate(segments).astype("<u4").tobytes() if segments else b""
+    return lengths + body
+
+
+def unpack_segments(header: KeyHeader, payload: bytes | memoryview) -> list[np.ndarray]:
+    """The words (uint32) of each segment of a model key; exact length enforced."""
+    import io
+
+    stream = io.BytesIO(payload)
+    lengths = [_read_uvarint(stream, "segment lengths") for _ in range(header.segment_count)]
+    body = memoryview(payload)[stream.tell() :]
+    check_payload_length(header, len(body), 4 * sum(lengths))
+    words = np.frombuffer(body, dtype="<u4").astype(np.uint32)
+    bounds = np.cumsum([0, *lengths])
+    return [words[a:b] for a, b in itertools.pairwise(bounds)]
+
+
+def check_payload_length(header: KeyHeader, actual: int, expected: int | None = None) -> None:
+    expected = header.payload_length if expected is None else expected
+    assert expected is not None
+    if actual < expected:
+        raise KeyFormatError(f"truncated key: payload has {actual} of {expected} bytes")
+    if actual > expected:
         raise KeyFormatError(
-            f"truncated key: payload has {actual} of {header.payload_length} bytes"
-        )
-    if actual > header.payload_length:
-        raise KeyFormatError(
-            f"corrupt key: {actual - header.payload_length} bytes of trailing garbage after the payload"
+            f"corrupt key: {actual - expected} bytes of trailing garbage after the payload"
         )

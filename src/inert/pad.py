@@ -18,7 +18,7 @@ from typing import BinaryIO
 
 from .errors import ChecksumError, InertError, KeyFormatError
 from .keyfile import KeyHeader, Kind, check_payload_length, read_header
-from .store import Blob, open_blob
+from .store import Blob, check_blob, open_blob
 from .streams import CHUNK, Progress, atomic_output, expect_end
 from .xor import FileSource, xor_streams
 
@@ -121,14 +121,6 @@ def encode_stream(
         crc = xor_streams(sources, work_length, out, checksum_source=0, progress=progress)
     expect_end(work, "the work (it grew while being read)")
     return header.with_checksum(crc, out, start)
-
-
-def check_blob(header: KeyHeader, blob: Blob) -> None:
-    if header.blob_id != blob.id:
-        raise InertError(
-            f"wrong blob: the key was made with blob {header.blob_id_hex}, but {blob.path} is blob {blob.id_hex}",
-            hint=f"pass the blob whose id starts with {header.blob_id_hex}",
-        )
 
 
 def decode_stream(

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import InertError
-from .keyfile import BLOB_ID_SIZE, Kind
+from .keyfile import BLOB_ID_SIZE, KeyHeader, Kind
 from .streams import CHUNK, atomic_output
 
 
@@ -46,6 +46,36 @@ class Blob:
         return self.id.hex()
 
 
+MODEL_FORMAT = "inert-model/1"  # safetensors metadata `inert.format` of a model blob
+
+
+def sniff_kind(path: str | Path) -> Kind:
+    """MODEL for a safetensors file carrying inert's model metadata; any other file is a pad."""
+    try:
+        with open(path, "rb") as f:
+            size = int.from_bytes(f.read(8), "little")
+            if not 2 <= size <= 100 << 20:
+                return Kind.PAD
+            header = json.loads(f.read(size))
+    except (OSError, ValueError):
+        return Kind.PAD
+    metadata = header.get("__metadata__") if isinstance(header, dict) else None
+    return (
+        Kind.MODEL
+        if isinstance(metadata, dict) and metadata.get("inert.format") == MODEL_FORMAT
+        else Kind.PAD
+    )
+
+
+def check_blob(header: KeyHeader, blob: Blob) -> None:
+    """A key names its blob by id: refuse any other blob before producing a byte."""
+    if header.blob_id != blob.id:
+        raise InertError(
+            f"wrong blob: the key was made with blob {header.blob_id_hex}, but {blob.path} is blob {blob.id_hex}",
+            hint=f"pass the blob whose id starts with {header.blob_id_hex}",
+        )
+
+
 def open_blob(path: str | Path) -> Blob:
     """Hash a blob file (SHA-256 runs at ~1.6 GB/s here, so no cache is needed)."""
     path = Path(path)
@@ -57,8 +87,7 @@ def open_blob(path: str | Path) -> Blob:
             size = os.fstat(f.fileno()).st_size
     except OSError as e:
         raise InertError(f"cannot read blob {path}: {e.strerror or e}") from None
-    # Every file is a usable pad; model blobs (the model codec) will be recognised by their header.
-    return Blob(path, digest, size, Kind.PAD)
+    return Blob(path, digest, size, sniff_kind(path))
 
 
 def default_root() -> Path:
@@ -105,7 +134,7 @@ class Store:
         if not self.blobs.is_dir():
             return []
         return [
-            Blob(p, bytes.fromhex(p.name), p.stat().st_size, Kind.PAD)
+            Blob(p, bytes.fromhex(p.name), p.stat().st_size, sniff_kind(p))
             for p in sorted(self.blobs.iterdir())
             if re.fullmatch(r"[0-9a-f]{64}", p.name)
         ]
@@ -118,12 +147,14 @@ class Store:
         except OSError as e:
             raise InertError(f"cannot read blob {path}: {e.strerror or e}") from None
         if path.parent == self.blobs and re.fullmatch(r"[0-9a-f]{64}", path.name):
-            return Blob(path, bytes.fromhex(path.name), st.st_size, Kind.PAD)  # named by its hash
+            return Blob(
+                path, bytes.fromhex(path.name), st.st_size, sniff_kind(path)
+            )  # named by hash
         stamp = [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
         where = str(path.resolve())
         hashes = self._read_hashes()
         if where in hashes and hashes[where][:5] == stamp:
-            return Blob(path, bytes.fromhex(hashes[where][5]), st.st_size, Kind.PAD)
+            return Blob(path, bytes.fromhex(hashes[where][5]), st.st_size, sniff_kind(path))
         blob = open_blob(path)
         hashes[where] = [*stamp, blob.sha256.hex()]
         self._write_hashes(hashes)

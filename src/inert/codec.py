@@ -1,0 +1,263 @@
+"""Model keys: work -> tokens -> segments -> frequency tables -> range coder -> key, and back.
+
+The work's tokens are cut into segments of `segment_tokens`; each segment is coded on its
+own, its context starting from the blob's BOS token, so segments can be evaluated in
+batches when encoding and decoded in lockstep (one token of every segment per step, with
+a KV cache) when decoding. A segment's code is constriction's range coder driven by the
+engine's integer frequency tables; its length in bits is Σ -log2 p plus < 64 bits of flush.
+"""
+
+from __future__ import annotations
+
+import io
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cache
+from typing import BinaryIO
+
+import constriction
+import numpy as np
+
+from .engine import FREQ_TOTAL, Engine
+from .errors import ChecksumError, InertError, KeyFormatError
+from .keyfile import KeyHeader, Kind, pack_segments, read_header, unpack_segments
+from .modelfile import Model, read_model
+from .store import Blob, check_blob
+from .streams import Progress
+
+# Version 1 of the codec: engine arithmetic of engine.py/exact.py, 24-bit frequency tables,
+# constriction 0.5's RangeEncoder with Categorical(perfect=False). Changing any of these
+# changes keys: bump it, and keep decoding version 1.
+CODEC_VERSION = 1
+
+
+@dataclass(frozen=True)
+class CodecSettings:
+    segment_tokens: int = (
+        512  # context per segment: longer predicts better, shorter decodes in more lanes
+    )
+    encode_batch: int = 4  # segments evaluated together when encoding (memory ~ batch * segment**2)
+    decode_lanes: int = 64  # segments decoded in lockstep; bounds decoding memory for any work size
+
+
+@dataclass
+class LoadedModel:
+    blob: Blob
+    model: Model
+    engine: Engine
+
+
+@cache
+def _load(path: str, sha256: bytes) -> tuple[Model, Engine]:
+    model = read_model(path)
+    return model, Engine(model)
+
+
+def load_model(blob: Blob) -> LoadedModel:
+    model, engine = _load(str(blob.path), blob.sha256)
+    return LoadedModel(blob, model, engine)
+
+
+def _categorical() -> object:
+    return constriction.stream.model.Categorical(perfect=False)
+
+
+# ---------------------------------------------------------------------------- frequencies
+
+
+def segment_bounds(token_count: int, segment_tokens: int) -> list[tuple[int, int]]:
+    return [
+        (a, min(a + segment_tokens, token_count)) for a in range(0, token_count, segment_tokens)
+    ]
+
+
+def segment_frequencies(
+    engine: Engine, tokens: np.ndarray, segment_tokens: int, batch: int = 4
+) -> Iterator[tuple[int, np.ndarray]]:
+    """(start, freq (n, V) int64) for every segment: freq[i] is the table that codes tokens[start+i]."""
+    bos = engine.config.bos_token_id
+    bounds = segment_bounds(len(tokens), segment_tokens)
+    for first in range(0, len(bounds), batch):
+        group = bounds[first : first + batch]
+        # segments of a group share one forward pass when they have the same length
+        full = [b for b in group if b[1] - b[0] == group[0][1] - group[0][0]]
+        for members in (full, [b for b in group if b not in full]):
+            if not members:
+                continue
+            inputs = np.stack([np.concatenate([[bos], tokens[a : b - 1]]) for a, b in members])
+            freqs = engine.frequencies(inputs, engine.new_cache(len(members), inputs.shape[1]))
+            for (a, _), freq in zip(members, freqs, strict=True):
+                yield a, freq
+
+
+# ---------------------------------------------------------------------------- encode
+
+
+@dataclass
+class EncodeStats:
+    tokens: int
+    segments: int
+    ideal_bits: float  # Σ -log2(freq/FREQ_TOTAL) over the coded tokens
+    payload_bytes: int
+
+
+def encode_tokens(
+    engine: Engine, tokens: np.ndarray, settings: CodecSettings, progress: Progress | None = None
+) -> tuple[list[np.ndarray], float]:
+    """Code each segment; returns the words (uint32) of every segment and the ideal bit count."""
+    segments: list[np.ndarray] = []
+    ideal = 0.0
+    for start, freq in segment_frequencies(
+        engine, tokens, settings.segment_tokens, settings.encode_batch
+    ):
+        symbols = tokens[start : start + len(freq)]
+        encoder = constriction.stream.queue.RangeEncoder()
+        encoder.encode(symbols.astype(np.int32), _categorical(), freq.astype(np.float64))
+        segments.append(encoder.get_compressed())
+        ideal -= float(np.sum(np.log2(freq[np.arange(len(freq)), symbols] / FREQ_TOTAL)))
+        if progress:
+            progress(len(freq))
+    return segments, ideal
+
+
+def encode_work(
+    work: bytes,
+    loaded: LoadedModel,
+    settings: CodecSettings = CodecSettings(),
+    progress: Progress | None = None,
+) -> tuple[bytes, EncodeStats]:
+    """The key of `work` under a model blob."""
+    segment_tokens = min(settings.segment_tokens, loaded.model.config.max_seq_len)
+    settings = CodecSettings(segment_tokens, settings.encode_batch, settings.decode_lanes)
+    tokens = loaded.model.vocab.tokenize(work)
+    segments, ideal = encode_tokens(loaded.engine, tokens, settings, progress)
+    header = KeyHeader(
+        Kind.MODEL,
+        loaded.blob.id,
+        len(work),
+        (segment_tokens, len(tokens), CODEC_VERSION),
+        zlib.crc32(work),
+    )
+    payload = pack_segments(segments)
+    return header.to_bytes() + payload, EncodeStats(len(tokens), len(segments), ideal, len(payload))
+
+
+# ---------------------------------------------------------------------------- decode
+
+
+def decode_segments(
+    engine: Engine,
+    segments: list[np.ndarray],
+    token_count: int,
+    segment_tokens: int,
+    lanes: int,
+    progress: Progress | None = None,
+) -> Iterator[np.ndarray]:
+    """Token ids of each segment, in order: `lanes` segments at a time advance in lockstep."""
+    bounds = segment_bounds(token_count, segment_tokens)
+    bos = engine.config.bos_token_id
+    for first in range(0, len(bounds), lanes):
+        group = bounds[first : first + lanes]
+        lengths = [b - a for a, b in group]
+        decoders = [
+            constriction.stream.queue.RangeDecoder(words)
+            for words in segments[first : first + lanes]
+        ]
+        out = np.zeros((len(group), max(lengths)), dtype=np.int64)
+        cache = engine.new_cache(len(group), max(lengths))
+        step_input = np.full((len(group), 1), bos, dtype=np.int64)
+        for step in range(max(lengths)):
+            freq = engine.frequencies(step_input, cache)[:, 0].astype(np.float64)  # (lanes, V)
+            for lane, decoder in enumerate(decoders):
+                if step < lengths[lane]:
+                    out[lane, step] = decoder.decode(_categorical(), freq[lane : lane + 1])[0]
+            step_input = out[:, step : step + 1]
+            if progress:
+                progress(sum(step < n for n in lengths))
+        for lane, n in enumerate(lengths):
+            yield out[lane, :n]
+
+
+def decode_key(
+    key: BinaryIO,
+    header: KeyHeader,
+    loaded: LoadedModel,
+    out: BinaryIO,
+    lanes: int = 64,
+    progress: Progress | None = None,
+) -> None:
+    """Write the work of a model key to `out`; raise unless its length and checksum match."""
+    check_blob(header, loaded.blob)
+    segment_tokens, token_count, codec = header.params
+    if codec != CODEC_VERSION:
+        raise KeyFormatError(
+            f"key uses codec version {codec}; this inert decodes version {CODEC_VERSION}",
+            hint="a newer inert may decode it: pip install -U inert",
+        )
+    if segment_tokens > loaded.model.config.max_seq_len:
+        raise KeyFormatError(
+            f"corrupt key: segments of {segment_tokens} tokens exceed the model's context"
+        )
+    segments = unpack_segments(header, key.read())
+    crc, written = 0, 0
+    vocab = loaded.model.vocab
+    for tokens in decode_segments(
+        loaded.engine, segments, token_count, segment_tokens, lanes, progress
+    ):
+        data = vocab.detokenize(tokens)
+        written += len(data)
+        if written > header.work_length:
+            break
+        crc = zlib.crc32(data, crc)
+        out.write(data)
+    if written != header.work_length or crc != header.checksum:
+        raise ChecksumError(
+            "checksum mismatch: the key is damaged, or was made with a different blob"
+        )
+
+
+def decode_work(key: bytes, loaded: LoadedModel) -> bytes:
+    stream = io.BytesIO(key)
+    header = read_header(stream)
+    if header.kind is not Kind.MODEL:
+        raise InertError(f"this is a {header.kind.name.lower()} key, not a model key")
+    out = io.BytesIO()
+    decode_key(stream, header, loaded, out)
+    return out.getvalue()
+
+
+# ---------------------------------------------------------------------------- imagine
+
+
+def imagine_tokens(engine: Engine, words: np.ndarray, count: int, prompt: np.ndarray) -> np.ndarray:
+    """Decode `count` tokens from arbitrary words (uint32): every bit string reads as some text.
+
+    The context starts as BOS + prompt; when it fills the model's window, a new segment starts
+    from BOS alone, as in keys. Returns the new tokens (count,) int64.
+    """
+    window = engine.config.max_seq_len
+    bos = engine.config.bos_token_id
+    decoder = constriction.stream.queue.RangeDecoder(words)
+    context = np.concatenate([[bos], prompt]).astype(np.int64)[-window:]
+    out = np.zeros(count, dtype=np.int64)
+    cache = engine.new_cache(1, window)
+    freq = engine.frequencies(context[None], cache)[0, -1:]
+    for i in range(count):
+        out[i] = decoder.decode(_categorical(), freq.astype(np.float64))[0]
+        if cache.length == window:  # window full: a fresh segment, as in keys
+            cache = engine.new_cache(1, window)
+            freq = engine.frequencies(np.array([[bos]]), cache)[0]
+        else:
+            freq = engine.frequencies(out[None, i : i + 1], cache)[0]
+    return out
+
+
+def imagine(loaded: LoadedModel, count: int, seed: int, prompt: bytes = b"") -> bytes:
+    """A new work: the prompt, continued by `count` tokens decoded from seeded random bits."""
+    rng = np.random.default_rng(seed)
+    words = rng.integers(0, 2**32, size=count + 2, dtype=np.uint32)  # a token takes < 25 bits
+    prompt_tokens = loaded.model.vocab.tokenize(prompt)
+    return prompt + loaded.model.vocab.detokenize(
+        imagine_tokens(loaded.engine, words, count, prompt_tokens)
+    )

@@ -1,0 +1,148 @@
+"""Works <-> token ids: any bytes in, the identical bytes out.
+
+Every token id stands for a fixed byte string (`Vocabulary.token_bytes`), so detokenizing
+is concatenation and cannot normalise anything. Tokenizing asks the blob's Hugging Face
+tokenizer for ids and keeps them only where they detokenize to exactly the input bytes;
+elsewhere (invalid UTF-8, text a tokenizer would normalise) it falls back to one byte
+token per byte. Only the encoder tokenizes, so the decoder never depends on the tokenizer
+library: it only concatenates byte strings.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from functools import cache
+
+import numpy as np
+from tokenizers import Tokenizer
+
+from .errors import InertError
+
+PIECE = 1 << 16  # tokenize in pieces of ~64 KiB cut after a newline: bounded memory, batched
+
+
+@cache
+def _byte_level_alphabet() -> dict[str, int]:
+    """GPT-2's byte-level map, inverted: the printable character standing for each byte."""
+    printable = [
+        *range(ord("!"), ord("~") + 1),
+        *range(ord("¡"), ord("¬") + 1),
+        *range(ord("®"), ord("ÿ") + 1),
+    ]
+    chars = {b: chr(b) for b in printable}
+    extra = 0
+    for b in range(256):
+        if b not in chars:
+            chars[b] = chr(256 + extra)
+            extra += 1
+    return {c: b for b, c in chars.items()}
+
+
+class Vocabulary:
+    """A byte-level BPE tokenizer seen as: token id <-> the bytes it stands for."""
+
+    def __init__(self, tokenizer_json: str) -> None:
+        self.json = tokenizer_json
+        self.tokenizer = Tokenizer.from_str(tokenizer_json)
+        spec = json.loads(tokenizer_json)
+        if (spec.get("pre_tokenizer") or {}).get("type") not in ("ByteLevel", "Sequence") or (
+            spec.get("decoder") or {}
+        ).get("type") != "ByteLevel":
+            raise InertError(
+                "unsupported tokenizer: inert needs a byte-level BPE tokenizer (GPT-2 style)"
+            )
+        alphabet = _byte_level_alphabet()
+        size = self.tokenizer.get_vocab_size(with_added_tokens=True)
+        special = {t["id"]: t["content"] for t in spec.get("added_tokens", [])}
+        self.token_bytes: list[bytes] = [b""] * size
+        for text, i in self.tokenizer.get_vocab(with_added_tokens=True).items():
+            if i in special:
+                self.token_bytes[i] = special[i].encode()  # literal text, e.g. b"<s>"
+            else:
+                self.token_bytes[i] = bytes(alphabet[c] for c in text)
+        byte_ids = {}
+        for i, b in enumerate(self.token_bytes):
+            if len(b) == 1 and i not in special:
+                byte_ids.setdefault(b[0], i)
+        if len(byte_ids) != 256:
+            raise InertError(f"tokenizer lacks byte tokens for {256 - len(byte_ids)} byte values")
+        self.byte_ids = np.array([byte_ids[b] for b in range(256)], dtype=np.int64)  # (256,)
+
+    def __len__(self) -> int:
+        return len(self.token_bytes)
+
+    def detokenize(self, ids: np.ndarray | list[int]) -> bytes:
+        table = self.token_bytes
+        return b"".join([table[i] for i in ids])
+
+    def tokenize(self, work: bytes) -> np.ndarray:
+        """Token ids (T,) int64 with detokenize(ids) == work, always."""
+        pieces = list(_pieces(work))
+        texts = [p.decode() for p, valid in pieces if valid]
+        encoded = (
+            iter(self.tokenizer.encode_batch(texts, add_special_tokens=False))
+            if texts
+            else iter(())
+        )
+        out: list[np.ndarray] = []
+        for piece, valid in pieces:
+            if not valid:
+                out.append(self.byte_ids[np.frombuffer(piece, dtype=np.uint8)])
+                continue
+            ids = next(encoded).ids
+            if self.detokenize(ids) == piece:
+                out.append(np.array(ids, dtype=np.int64))
+            else:
+                out.extend(self._line_by_line(piece))
+        return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+
+    def _line_by_line(self, piece: bytes) -> list[np.ndarray]:
+        """The tokenizer altered this piece: keep its ids line by line where they are exact."""
+        out = []
+        for line in piece.splitlines(keepends=True):
+            ids = self.tokenizer.encode(line.decode(), add_special_tokens=False).ids
+            if self.detokenize(ids) == line:
+                out.append(np.array(ids, dtype=np.int64))
+            else:
+                out.append(self.byte_ids[np.frombuffer(line, dtype=np.uint8)])
+        return out
+
+
+_INVALID = re.compile(r"[\udc80-\udcff]+")  # surrogateescape's stand-ins for undecodable bytes
+
+
+def _pieces(work: bytes) -> Iterator[tuple[bytes, bool]]:
+    """Split a work into valid-UTF-8 pieces of about PIECE bytes and runs of invalid bytes."""
+    text = work.decode("utf-8", errors="surrogateescape")
+    start = 0
+    for match in _INVALID.finditer(text):
+        yield from _valid_pieces(text[start : match.start()])
+        yield match.group().encode("utf-8", errors="surrogateescape"), False
+        start = match.end()
+    yield from _valid_pieces(text[start:])
+
+
+def _valid_pieces(text: str) -> Iterator[tuple[bytes, bool]]:
+    while text:
+        cut = (text.find("\n", PIECE, 2 * PIECE) + 1) or min(len(text), 2 * PIECE)
+        yield text[:cut].encode(), True
+        text = text[cut:]
+
+
+def train_tokenizer(texts: list[str], vocab_size: int, bos: str = "<s>") -> str:
+    """Train a byte-level BPE tokenizer (all 256 byte tokens, plus `bos`); returns its JSON."""
+    from tokenizers import decoders, models, pre_tokenizers, trainers
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        special_tokens=[bos],
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(texts, trainer)
+    return tokenizer.to_str()
