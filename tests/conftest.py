@@ -51,3 +51,21 @@ def inert(tmp_path: Path) -> Run:
         )
 
     return run
+
+
+@pytest.fixture(scope="session")
+def tiny_blob(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny model blob made here: trained tokenizer, seeded random weights."""
+    from tinymodel import tiny_model_bytes
+
+    path = tmp_path_factory.mktemp("models") / "tiny.blob"
+    path.write_bytes(tiny_model_bytes(seed=0))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny(tiny_blob: Path):
+    from inert import codec
+    from inert.store import open_blob
+
+    return codec.load_model(open_blob(tiny_blob))

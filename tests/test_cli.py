@@ -293,3 +293,32 @@ def test_decoded_work_gets_normal_permissions(
     umask = os.umask(0)
     os.umask(umask)
     assert (tmp_path / "out").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_model_encode_decode_imagine_and_info(inert, tmp_path: Path, tiny_blob: Path) -> None:
+    work = (Path(__file__).parent / "golden" / "corpus.txt").read_bytes()
+    (tmp_path / "w.txt").write_bytes(work)
+    encoded = inert("encode", "w.txt", "-b", tiny_blob, "--segment-tokens", "32")
+    assert encoded.returncode == 0, err(encoded)
+    assert "bits per byte" in err(encoded)
+    assert len((tmp_path / "w.txt.inert").read_bytes()) < len(work)
+    assert inert("blob", "add", tiny_blob).returncode == 0
+    decoded = inert("decode", "w.txt.inert", "-o", "back.txt")  # blob found in the store
+    assert decoded.returncode == 0, err(decoded)
+    assert (tmp_path / "back.txt").read_bytes() == work
+    imagined = inert("imagine", "-b", tiny_blob, "-n", "20", "-s", "5", "-p", "It was")
+    assert imagined.returncode == 0 and imagined.stdout.startswith(b"It was")
+    info = inert("blob", "info", tiny_blob).stdout.decode()
+    assert "model" in info and "parameters" in info and "2 layers" in info
+    offset = inert("encode", "w.txt", "-b", tiny_blob, "--offset", "5", "-o", "x")
+    assert offset.returncode == 2 and "pad blobs only" in err(offset)
+
+
+def test_model_key_with_the_wrong_blob_writes_nothing(
+    inert, tmp_path: Path, tiny_blob: Path, pad_path: Path
+) -> None:
+    (tmp_path / "w.txt").write_bytes(b"some words to encode")
+    inert("encode", "w.txt", "-b", tiny_blob, "-o", "k")
+    result = inert("decode", "k", "-b", pad_path, "-o", "out")
+    assert result.returncode == 1 and "wrong blob" in err(result)
+    assert not (tmp_path / "out").exists()

@@ -10,16 +10,22 @@ from pathlib import Path
 
 import pytest
 
-from inert import pad, shares
+from inert import codec, pad, shares
 from inert.keyfile import parse_key
+from inert.store import open_blob
 
 GOLDEN = Path(__file__).with_name("golden")
 PAD = GOLDEN / "pad-v1.pad"
 PAD_KEYS = sorted(GOLDEN.glob("*.pad-v1.inert"))
 
 
+MODEL = GOLDEN / "tiny-model-v1.blob"
+MODEL_KEYS = sorted(GOLDEN.glob("*.model-v1.inert"))
+
+
 def test_golden_files_are_present() -> None:
     assert len(PAD_KEYS) == 3
+    assert len(MODEL_KEYS) == 4
     assert len(list(GOLDEN.glob("hello.*of3.share-v1.inert"))) == 3
 
 
@@ -35,3 +41,14 @@ def test_pad_key_decodes_and_reencodes_identically(key_path: Path) -> None:
 def test_share_set_joins() -> None:
     parts = [p.read_bytes() for p in sorted(GOLDEN.glob("hello.*of3.share-v1.inert"))]
     assert shares.join(parts) == (GOLDEN / "hello.work").read_bytes()
+
+
+@pytest.mark.parametrize("key_path", MODEL_KEYS, ids=lambda p: p.name)
+def test_model_key_decodes_and_reencodes_identically(key_path: Path) -> None:
+    loaded = codec.load_model(open_blob(MODEL))
+    key = key_path.read_bytes()
+    work = (GOLDEN / key_path.name.replace(".model-v1.inert", ".model.work")).read_bytes()
+    assert codec.decode_work(key, loaded) == work
+    header, _ = parse_key(key)
+    settings = codec.CodecSettings(segment_tokens=header.param("segment_tokens"))
+    assert codec.encode_work(work, loaded, settings)[0] == key

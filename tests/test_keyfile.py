@@ -5,12 +5,21 @@ from __future__ import annotations
 import contextlib
 import random
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from inert.errors import KeyFormatError
-from inert.keyfile import MAGIC, KeyHeader, Kind, encode_uvarint, parse_key, read_header
+from inert.keyfile import (
+    MAGIC,
+    KeyHeader,
+    Kind,
+    encode_uvarint,
+    pack_segments,
+    parse_key,
+    read_header,
+)
 
 u63 = st.integers(0, 2**63 - 1)
 pad_headers = st.builds(
@@ -68,7 +77,19 @@ def test_varints_are_minimal_leb128() -> None:
         (b"PK\x03\x04rest", "wrong magic"),
         (MAGIC + b"\x02\x01", "version 2 is not supported"),
         (MAGIC + b"\x01\x09" + bytes(8), "unknown blob kind 9"),
-        (MAGIC + b"\x01\x02" + bytes(8), "model has no v1 key format"),
+        (MAGIC + b"\x01\x02" + bytes(8) + b"\x05\x00\x05\x01" + bytes(4), "segment length 0"),
+        (
+            MAGIC + b"\x01\x02" + bytes(8) + b"\x05\x10\x06\x01" + bytes(4),
+            "token count does not fit",
+        ),
+        (
+            MAGIC + b"\x01\x02" + bytes(8) + b"\x05\x10\x02\x01" + bytes(4) + b"\x01",
+            "truncated key",
+        ),
+        (
+            MAGIC + b"\x01\x02" + bytes(8) + b"\x05\x10\x02\x01" + bytes(4) + b"\x00\x00",
+            "trailing garbage",
+        ),
         (
             MAGIC + b"\x01\x01" + bytes(8) + b"\x85\x00" + b"\x00" + bytes(4),
             "not in minimal varint form",
@@ -117,6 +138,8 @@ def test_fuzz_ten_thousand_mutated_keys_never_crash() -> None:
         small_key(5),
         small_key(300),
         KeyHeader(Kind.SHARE, bytes(8), 17, (1, 3), 5).to_bytes() + bytes(17),
+        KeyHeader(Kind.MODEL, bytes(8), 300, (4, 9, 1), 7).to_bytes()
+        + pack_segments([np.arange(n, dtype=np.uint32) for n in (3, 1, 2)]),
         KeyHeader(Kind.PAD, b"\xff" * 8, 2**40, (2**62,), 2**32 - 1).to_bytes(),
     ]
     outcomes = {"parsed": 0, "rejected": 0}
@@ -127,7 +150,7 @@ def test_fuzz_ten_thousand_mutated_keys_never_crash() -> None:
         except KeyFormatError:
             outcomes["rejected"] += 1
         else:
-            assert len(payload) == header.payload_length
+            assert header.kind is Kind.MODEL or len(payload) == header.payload_length
             outcomes["parsed"] += 1
     assert outcomes["rejected"] > 5_000  # the mutations really do hit the reader's checks
     assert outcomes["parsed"] > 100  # and some (e.g. flipped payload bits) stay well-formed

@@ -1,0 +1,87 @@
+"""Model keys: round trips, size near the ideal, imagine, and loud failures."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from tinymodel import tiny_model_bytes
+
+from inert import codec
+from inert.errors import ChecksumError, InertError, KeyFormatError
+from inert.keyfile import parse_key
+from inert.store import open_blob
+
+TEXT = (Path(__file__).parent / "golden" / "corpus.txt").read_bytes()
+SMALL = codec.CodecSettings(segment_tokens=16, decode_lanes=4)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.binary(max_size=200) | st.text(max_size=100).map(str.encode))
+def test_any_work_round_trips(tiny, work: bytes) -> None:
+    key, _ = codec.encode_work(work, tiny, SMALL)
+    assert codec.decode_work(key, tiny) == work
+
+
+def test_segments_decode_in_lockstep_batches(tiny) -> None:
+    work = TEXT * 3
+    key, stats = codec.encode_work(work, tiny, codec.CodecSettings(segment_tokens=20))
+    assert stats.segments > 10
+    header, payload = parse_key(key)
+    out = io.BytesIO()
+    stream = io.BytesIO(bytes(payload))
+    codec.decode_key(stream, header, tiny, out, lanes=3)  # groups of 3 lanes, last group short
+    assert out.getvalue() == work
+
+
+def test_payload_is_within_the_ideal_plus_flush(tiny) -> None:
+    work = TEXT * 5
+    _, stats = codec.encode_work(work, tiny, codec.CodecSettings(segment_tokens=64))
+    assert 8 * stats.payload_bytes <= stats.ideal_bits * 1.001 + 64 * stats.segments
+
+
+def test_a_100_kb_work_round_trips(tiny) -> None:
+    work = (TEXT * 200)[:100_000] + bytes(range(256))
+    key, stats = codec.encode_work(work, tiny, codec.CodecSettings(segment_tokens=64))
+    assert 8 * stats.payload_bytes <= stats.ideal_bits * 1.001 + 64 * stats.segments
+    assert codec.decode_work(key, tiny) == work
+
+
+def test_imagined_tokens_encode_back_to_the_random_bits(tiny) -> None:
+    words = np.random.default_rng(7).integers(0, 2**32, size=40, dtype=np.uint32)
+    tokens = codec.imagine_tokens(tiny.engine, words, 30, np.zeros(0, dtype=np.int64))
+    segments, _ = codec.encode_tokens(tiny.engine, tokens, codec.CodecSettings(segment_tokens=64))
+    (reencoded,) = segments
+    assert len(reencoded) >= 2
+    assert np.array_equal(reencoded[:-1], words[: len(reencoded) - 1])
+
+
+def test_imagine_is_seeded(tiny) -> None:
+    a = codec.imagine(tiny, 20, seed=3, prompt=b"The quick")
+    assert a.startswith(b"The quick") and a == codec.imagine(tiny, 20, seed=3, prompt=b"The quick")
+    assert a != codec.imagine(tiny, 20, seed=4, prompt=b"The quick")
+
+
+def test_wrong_model_is_refused(tiny, tmp_path: Path) -> None:
+    other = tmp_path / "other.blob"
+    other.write_bytes(tiny_model_bytes(seed=99))
+    key, _ = codec.encode_work(b"some text", tiny)
+    with pytest.raises(InertError, match="wrong blob"):
+        codec.decode_work(key, codec.load_model(open_blob(other)))
+
+
+def test_flipped_payload_bit_fails_the_checksum(tiny) -> None:
+    key = bytearray(codec.encode_work(TEXT, tiny)[0])
+    key[-9] ^= 0x04
+    with pytest.raises(ChecksumError):
+        codec.decode_work(bytes(key), tiny)
+
+
+def test_truncated_key_is_a_format_error(tiny) -> None:
+    key = codec.encode_work(TEXT, tiny)[0]
+    with pytest.raises(KeyFormatError, match="truncated"):
+        codec.decode_work(key[:-3], tiny)

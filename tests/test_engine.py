@@ -1,0 +1,104 @@
+"""The integer engine: frequency tables identical however the work is evaluated."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from inert.engine import FREQ_TOTAL, logits_to_frequencies
+from inert.reference import ReferenceModel
+
+TEXT = (Path(__file__).parent / "golden" / "corpus.txt").read_bytes()
+
+
+def inputs(tiny, n: int = 60) -> np.ndarray:
+    tokens = tiny.model.vocab.tokenize(TEXT)[:n]
+    return np.concatenate([[tiny.model.config.bos_token_id], tokens[:-1]])
+
+
+def test_tables_are_valid_distributions(tiny) -> None:
+    x = inputs(tiny)[None]
+    freq = tiny.engine.frequencies(x, tiny.engine.new_cache(1, x.shape[1]))
+    assert freq.dtype == np.int64 and freq.shape == (1, x.shape[1], tiny.model.config.vocab_size)
+    assert np.all(freq.sum(-1) == FREQ_TOTAL) and freq.min() >= 1
+
+
+def test_prefill_equals_token_by_token(tiny) -> None:
+    x = inputs(tiny)[None]
+    e = tiny.engine
+    prefill = e.frequencies(x, e.new_cache(1, x.shape[1]))
+    cache = e.new_cache(1, x.shape[1])
+    steps = np.concatenate(
+        [e.frequencies(x[:, i : i + 1], cache) for i in range(x.shape[1])], axis=1
+    )
+    assert np.array_equal(prefill, steps)
+    # and in uneven chunks
+    cache = e.new_cache(1, x.shape[1])
+    chunks = np.concatenate(
+        [e.frequencies(x[:, a:b], cache) for a, b in [(0, 7), (7, 8), (8, 60)]], axis=1
+    )
+    assert np.array_equal(prefill, chunks)
+
+
+def test_batch_of_16_equals_each_alone(tiny) -> None:
+    e = tiny.engine
+    rng = np.random.default_rng(0)
+    batch = rng.integers(0, tiny.model.config.vocab_size, size=(16, 40))
+    together = e.frequencies(batch, e.new_cache(16, 40))
+    for i in range(16):
+        alone = e.frequencies(batch[i : i + 1], e.new_cache(1, 40))
+        assert np.array_equal(together[i], alone[0])
+
+
+FINGERPRINT = """
+import hashlib, sys
+import numpy as np
+sys.path.insert(0, {tests!r})
+from tinymodel import tiny_model_bytes
+from inert import codec
+from inert.store import open_blob
+open({blob!r}, "wb").write(tiny_model_bytes(seed=0, dim=128, hidden_dim=384, n_heads=8, n_kv_heads=4, max_seq_len=128))
+e = codec.load_model(open_blob({blob!r})).engine
+x = np.random.default_rng(5).integers(0, e.config.vocab_size, size=(4, 128))
+print(hashlib.sha256(e.frequencies(x, e.new_cache(4, 128)).tobytes()).hexdigest())
+"""
+
+
+def test_thread_count_does_not_change_a_bit(tmp_path: Path) -> None:
+    digests = set()
+    for threads in ("1", "2"):
+        env = {
+            **os.environ,
+            "OPENBLAS_NUM_THREADS": threads,
+            "OMP_NUM_THREADS": threads,
+            "MKL_NUM_THREADS": threads,
+        }
+        script = FINGERPRINT.format(
+            tests=str(Path(__file__).parent), blob=str(tmp_path / f"m{threads}.blob")
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
+        )
+        assert result.returncode == 0, result.stderr
+        digests.add(result.stdout.strip())
+    assert len(digests) == 1
+
+
+def test_engine_costs_little_against_the_float64_reference(tiny) -> None:
+    tokens = tiny.model.vocab.tokenize(TEXT)[:200]
+    ref_bits = ReferenceModel(tiny.model).cross_entropy_bits(tokens, 64)
+    from inert.codec import CodecSettings, encode_tokens
+
+    _, ideal = encode_tokens(tiny.engine, tokens, CodecSettings(segment_tokens=64))
+    assert abs(ideal / ref_bits - 1) < 0.01
+
+
+def test_frequencies_put_the_rounding_leftover_on_the_top_token() -> None:
+    logits = np.array([[0.0, 5.0, 1.0, 5.0]])
+    freq = logits_to_frequencies(logits)
+    assert freq.sum() == FREQ_TOTAL and freq[0, 1] >= freq[0, 3]
+    assert logits_to_frequencies(np.array([[0.0, -1e9]]))[0, 1] == 1

@@ -1,0 +1,63 @@
+"""The engine's arithmetic: accurate enough, and pinned to exact bits."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from inert import exact
+
+
+def test_exp_is_accurate_over_the_range_the_engine_uses() -> None:
+    x = np.linspace(-60, 30, 100_001)
+    rel = np.abs(exact.exp(x) / np.exp(x) - 1)
+    assert rel.max() < 1e-9
+
+
+def test_exp_bits_are_pinned() -> None:
+    # Golden bit patterns: a change here changes every model key.
+    x = np.array([0.0, -1.0, -0.5, -10.25, 3.0, -700.0])
+    got = [v.hex() for v in exact.exp(x)]
+    assert got == [
+        "0x1.0000000000000p+0",
+        "0x1.78b56362ce234p-2",
+        "0x1.368b2fc6f9608p-1",
+        "0x1.2899a7a83544ap-15",
+        "0x1.415e5bf6fb0fap+4",
+        "0x1.14f2b0fb93115p-1010",
+    ]
+
+
+def test_exp_saturates_cleanly() -> None:
+    assert exact.exp(np.array([-np.inf, -5000.0]))[0] == 0.0
+    assert exact.exp(np.array([5000.0]))[0] == np.inf
+
+
+def test_activations_match_their_definitions() -> None:
+    x = np.linspace(-8, 8, 1001)
+    assert np.allclose(exact.silu(x), x / (1 + np.exp(-x)), rtol=1e-9, atol=1e-12)
+    gelu = 0.5 * x * (1 + np.tanh(0.7978845608028654 * (x + 0.044715 * x**3)))
+    assert np.allclose(exact.gelu_tanh(x), gelu, rtol=1e-9, atol=1e-12)
+
+
+def test_quantize_is_16_bit_and_close() -> None:
+    x = np.random.default_rng(0).normal(size=(7, 100))
+    q, scale = exact.quantize(x)
+    assert np.abs(q).max() == 32767 and np.all(q == np.rint(q))
+    assert np.allclose(q * scale[:, None], x, atol=scale.max())
+
+
+def test_integer_matmul_is_exact_where_float32_would_not_be() -> None:
+    rng = np.random.default_rng(1)
+    q = rng.integers(-32767, 32768, size=(3, 4096)).astype(np.float64)
+    w = rng.integers(-127, 128, size=(5, 4096)).astype(np.float64)
+    exact_ints = q.astype(np.int64) @ w.astype(np.int64).T
+    assert np.array_equal(
+        exact.matmul_q(q, np.ones(3), w, np.ones(5)), exact_ints.astype(np.float64)
+    )
+
+
+def test_rms_norm_matches_the_float_formula() -> None:
+    x = np.random.default_rng(2).normal(size=(4, 64)) * 10
+    gain = np.linspace(0.5, 1.5, 64)
+    expected = x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + 1e-5) * gain
+    assert np.allclose(exact.rms_norm(x, gain, 1e-5), expected, rtol=1e-5)
