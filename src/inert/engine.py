@@ -19,16 +19,20 @@ from .modelfile import Model
 FREQ_BITS = 24
 FREQ_TOTAL = 1 << FREQ_BITS  # every frequency row sums to this; the coder's precision
 EXP_ONE = 2.0**30  # fixed-point 1.0 for the softmax numerators of the output distribution
+QUERY_BLOCK = 64  # attention rows evaluated together: keeps temporaries in cache, skips masked keys
 
 
 @dataclass
 class Cache:
-    """Keys and values of every layer for a batch of sequences: (B, max_len, n_kv, head_dim)."""
+    """Quantized keys and values of every layer for a batch of B sequences of up to L tokens.
 
-    k: list[np.ndarray]  # int16-valued float64 (B, L, n_kv, hd)
-    k_scale: list[np.ndarray]  # (B, L, n_kv)
-    v: list[np.ndarray]
-    v_scale: list[np.ndarray]
+    Laid out for the products that read them: a (hd, S) or (S, hd) slice is a BLAS matrix.
+    """
+
+    k: list[np.ndarray]  # int16-valued float64 (B, n_kv, hd, L)
+    k_scale: list[np.ndarray]  # (B, n_kv, L)
+    v: list[np.ndarray]  # int16-valued float64 (B, n_kv, L, hd)
+    v_scale: list[np.ndarray]  # (B, n_kv, L)
     length: int = 0  # positions filled so far
 
 
@@ -36,14 +40,16 @@ class Engine:
     def __init__(self, model: Model) -> None:
         self.config = c = model.config
         t = model.tensors
-        # (out, in) int8-valued float64 matrices and their (out,) float64 row scales
-        self.w = {
-            name: t[f"{name}.q"].astype(np.float64) for name in c.matrices() if name != "embed"
+        # (in, out) int8-valued float32 matrices, transposed for BLAS, and (out,) row scales
+        self.w_t = {
+            name: np.ascontiguousarray(t[f"{name}.q"].T, dtype=np.float32)
+            for name in c.matrices()
+            if name != "embed"
         }
         self.w_scale = {name: t[f"{name}.scale"].astype(np.float64) for name in c.matrices()}
         self.embed_q = t["embed.q"]  # (V, d) int8, rows gathered per token
         if c.tied_embeddings:
-            self.w["output"] = self.embed_q.astype(np.float64)
+            self.w_t["output"] = np.ascontiguousarray(self.embed_q.T, dtype=np.float32)
             self.w_scale["output"] = self.w_scale["embed"]
         self.gain = {name: t[name].astype(np.float64) for name in c.gains()}
         self.cos = t["rope.cos"].astype(np.float64)  # (max_seq_len, hd/2)
@@ -55,20 +61,19 @@ class Engine:
         c = self.config
         if max_len > c.max_seq_len:
             raise ValueError(f"context of {max_len} tokens exceeds the model's {c.max_seq_len}")
-        shape = (batch, max_len, c.n_kv_heads, c.head_dim)
-        n = c.n_layers
+        heads, n = (batch, c.n_kv_heads), c.n_layers
         return Cache(
-            [np.zeros(shape) for _ in range(n)],
-            [np.zeros(shape[:3]) for _ in range(n)],
-            [np.zeros(shape) for _ in range(n)],
-            [np.zeros(shape[:3]) for _ in range(n)],
+            [np.zeros((*heads, c.head_dim, max_len)) for _ in range(n)],
+            [np.zeros((*heads, max_len)) for _ in range(n)],
+            [np.zeros((*heads, max_len, c.head_dim)) for _ in range(n)],
+            [np.zeros((*heads, max_len)) for _ in range(n)],
         )
 
     # ------------------------------------------------------------------ forward
 
     def linear(self, x: np.ndarray, name: str) -> np.ndarray:
         q, scale = exact.quantize(x)
-        return exact.matmul_q(q, scale, self.w[name], self.w_scale[name])
+        return exact.matmul_q(q, scale, self.w_t[name], self.w_scale[name])
 
     def rope(self, x: np.ndarray, start: int) -> np.ndarray:
         """Rotate (B, T, H, hd) by position, in the rotate-half convention (Hugging Face Llama)."""
@@ -87,36 +92,72 @@ class Engine:
         k = self.rope(self.linear(x, f"layers.{layer}.wk").reshape(B, T, n_kv, hd), start)
         v = self.linear(x, f"layers.{layer}.wv").reshape(B, T, n_kv, hd)
         qq, qs = exact.quantize(q)  # (B, T, H, hd), (B, T, H)
-        cache.k[layer][:, start:end], cache.k_scale[layer][:, start:end] = exact.quantize(k)
-        cache.v[layer][:, start:end], cache.v_scale[layer][:, start:end] = exact.quantize(v)
-        kq = cache.k[layer][:, :end].transpose(0, 2, 3, 1)  # (B, n_kv, hd, S)
-        ks = cache.k_scale[layer][:, :end].transpose(0, 2, 1)  # (B, n_kv, S)
-        vq = cache.v[layer][:, :end].transpose(0, 2, 1, 3)  # (B, n_kv, S, hd)
-        vs = cache.v_scale[layer][:, :end].transpose(0, 2, 1)  # (B, n_kv, S)
+        kq, ks = exact.quantize(k)  # (B, T, n_kv, hd), (B, T, n_kv)
+        vq, vs = exact.quantize(v)
+        cache.k[layer][..., start:end] = kq.transpose(0, 2, 3, 1)
+        cache.k_scale[layer][..., start:end] = ks.transpose(0, 2, 1)
+        cache.v[layer][:, :, start:end] = vq.transpose(0, 2, 1, 3)
+        cache.v_scale[layer][..., start:end] = vs.transpose(0, 2, 1)
 
         qg = qq.reshape(B, T, n_kv, group, hd).transpose(0, 2, 3, 1, 4)  # (B, n_kv, g, T, hd)
         qsg = qs.reshape(B, T, n_kv, group).transpose(0, 2, 3, 1)  # (B, n_kv, g, T)
-        scores = qg @ kq[:, :, None]  # (B, n_kv, g, T, S) exact integers < 2**38
-        scores = ((scores * qsg[..., None]) * ks[:, :, None, None, :]) * self.inv_sqrt_hd
-        visible = np.arange(end)[None, :] <= np.arange(start, end)[:, None]  # (T, S) causal
-        scores = np.where(visible, scores, -np.inf)
-        top = np.max(scores, axis=-1, keepdims=True)
-        weights = np.where(visible, np.rint(exact.exp(scores - top) * exact.PROB_ONE), 0.0)
-        total = np.sum(weights, axis=-1, keepdims=True)  # exact: integers < 2**53
-        wq, wscale = exact.quantize(weights * vs[:, :, None, None, :])  # 16-bit probabilities
-        out = wq @ vq[:, :, None]  # (B, n_kv, g, T, hd) exact integers < 2**46
-        out = (out * wscale[..., None]) / total
+        out = np.empty(qg.shape)
+        for a in range(0, T, QUERY_BLOCK):  # rows are independent: blocks change no bit
+            b = min(T, a + QUERY_BLOCK)
+            seen = start + b  # keys visible to this block's last query
+            out[..., a:b, :] = self._attend(
+                qg[..., a:b, :],
+                qsg[..., a:b],
+                cache.k[layer][..., :seen],
+                cache.k_scale[layer][..., :seen],
+                cache.v[layer][:, :, :seen],
+                cache.v_scale[layer][..., :seen],
+                start + a,
+            )
         out = out.transpose(0, 3, 1, 2, 4).reshape(B, T, c.n_heads * hd)
         return self.linear(out, f"layers.{layer}.wo")
 
+    def _attend(
+        self,
+        qg: np.ndarray,
+        qsg: np.ndarray,
+        kq: np.ndarray,
+        ks: np.ndarray,
+        vq: np.ndarray,
+        vs: np.ndarray,
+        first: int,
+    ) -> np.ndarray:
+        """Softmax attention of queries at positions first, first+1, ... over keys 0..S-1.
+
+        qg (B, n_kv, g, T, hd), qsg (B, n_kv, g, T); kq (B, n_kv, hd, S), ks (B, n_kv, S);
+        vq (B, n_kv, S, hd), vs (B, n_kv, S). Returns (B, n_kv, g, T, hd).
+        """
+        B, n_kv, g, T, hd = qg.shape
+        S = kq.shape[-1]
+        # one product per (sequence, kv head) for all g query heads sharing it
+        scores = (qg.reshape(B, n_kv, g * T, hd) @ kq).reshape(B, n_kv, g, T, S)  # exact < 2**38
+        scores *= qsg[..., None]
+        scores *= ks[:, :, None, None, :]
+        scores *= self.inv_sqrt_hd
+        visible = np.arange(S)[None, :] <= np.arange(first, first + T)[:, None]  # (T, S) causal
+        scores[..., ~visible] = -np.inf
+        scores -= np.max(scores, axis=-1, keepdims=True)
+        weights = exact.exp(scores)
+        weights *= exact.PROB_ONE
+        np.rint(weights, out=weights)  # masked entries: exp(-inf) = 0 exactly
+        total = np.sum(weights, axis=-1, keepdims=True)  # exact: integers < 2**53
+        weights *= vs[:, :, None, None, :]
+        wq, wscale = exact.quantize(weights)  # 16-bit probabilities
+        out = (wq.reshape(B, n_kv, g * T, S) @ vq).reshape(B, n_kv, g, T, hd)  # exact < 2**46
+        out *= wscale[..., None]
+        out /= total
+        return out
+
     def mlp(self, x: np.ndarray, layer: int) -> np.ndarray:
         q, scale = exact.quantize(x)  # one quantization shared by gate and up
-        gate = exact.matmul_q(
-            q, scale, self.w[f"layers.{layer}.w_gate"], self.w_scale[f"layers.{layer}.w_gate"]
-        )
-        up = exact.matmul_q(
-            q, scale, self.w[f"layers.{layer}.w_up"], self.w_scale[f"layers.{layer}.w_up"]
-        )
+        gate_name, up_name = f"layers.{layer}.w_gate", f"layers.{layer}.w_up"
+        gate = exact.matmul_q(q, scale, self.w_t[gate_name], self.w_scale[gate_name])
+        up = exact.matmul_q(q, scale, self.w_t[up_name], self.w_scale[up_name])
         return self.linear(self.act(gate) * up, f"layers.{layer}.w_down")
 
     def forward(self, tokens: np.ndarray, cache: Cache) -> np.ndarray:

@@ -17,7 +17,10 @@ class ReferenceModel:
     def __init__(self, model: Model) -> None:
         self.config = c = model.config
         t = model.tensors
-        self.w = {n: t[f"{n}.q"].astype(np.float64) * t[f"{n}.scale"].astype(np.float64)[:, None] for n in c.matrices()}
+        self.w = {
+            n: t[f"{n}.q"].astype(np.float64) * t[f"{n}.scale"].astype(np.float64)[:, None]
+            for n in c.matrices()
+        }
         if c.tied_embeddings:
             self.w["output"] = self.w["embed"]
         self.gain = {n: t[n].astype(np.float64) for n in c.gains()}
@@ -25,7 +28,11 @@ class ReferenceModel:
         self.sin = t["rope.sin"].astype(np.float64)
 
     def _norm(self, x: np.ndarray, name: str) -> np.ndarray:
-        return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + self.config.norm_eps) * self.gain[name]
+        return (
+            x
+            / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + self.config.norm_eps)
+            * self.gain[name]
+        )
 
     def _rope(self, x: np.ndarray) -> np.ndarray:
         half = x.shape[-1] // 2
