@@ -139,8 +139,9 @@ class Engine:
         scores *= qsg[..., None]
         scores *= ks[:, :, None, None, :]
         scores *= self.inv_sqrt_hd
-        visible = np.arange(S)[None, :] <= np.arange(first, first + T)[:, None]  # (T, S) causal
-        scores[..., ~visible] = -np.inf
+        if S > first + 1:  # some key lies after some query: mask it (never so in one-token steps)
+            visible = np.arange(S)[None, :] <= np.arange(first, first + T)[:, None]  # (T, S)
+            scores[..., ~visible] = -np.inf
         scores -= np.max(scores, axis=-1, keepdims=True)
         weights = exact.exp(scores)
         weights *= exact.PROB_ONE
