@@ -359,6 +359,84 @@ def imagine(
         out.write(work)
 
 
+@cli.command()
+@click.argument("corpus", type=click.Path(exists=True, file_okay=False))
+@click.option(
+    "-o", "--output", required=True, metavar="MODEL.blob", help="Where to write the model blob."
+)
+@click.option(
+    "--steps", type=click.IntRange(1), default=2000, show_default=True, help="Optimizer steps."
+)
+@click.option("--dim", type=click.IntRange(8), default=256, show_default=True)
+@click.option("--layers", "n_layers", type=click.IntRange(1), default=4, show_default=True)
+@click.option("--heads", "n_heads", type=click.IntRange(1), default=8, show_default=True)
+@click.option("--kv-heads", "n_kv_heads", type=click.IntRange(1), default=4, show_default=True)
+@click.option("--hidden", "hidden_dim", type=click.IntRange(8), default=768, show_default=True)
+@click.option("--vocab", "vocab_size", type=click.IntRange(300), default=4096, show_default=True)
+@click.option("--context", type=click.IntRange(16), default=512, show_default=True)
+@click.option("--batch", "batch_size", type=click.IntRange(1), default=16, show_default=True)
+@click.option("--lr", type=float, default=2e-3, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--threads", type=click.IntRange(0), default=0, help="torch CPU threads [default: all cores].")
+@click.option(
+    "--checkpoint", type=click.Path(dir_okay=False), help="Save progress here every 200 steps."
+)
+@click.option("--resume", is_flag=True, help="Continue from --checkpoint.")
+@force_option
+@quiet_option
+def train(
+    corpus: str,
+    output: str,
+    checkpoint: str | None,
+    resume: bool,
+    force: bool,
+    quiet: bool,
+    **settings: object,
+) -> None:
+    """Train a tokenizer and a small model on CORPUS (a folder of .txt files) into a blob.
+
+    Needs the train extra: pip install 'inert[train]'. Seeded and reproducible; with
+    --checkpoint it can be stopped and resumed with --resume.
+    """
+    from pathlib import Path
+
+    from . import train as training
+
+    training.require_torch()
+    if resume and not checkpoint:
+        raise click.UsageError("--resume needs --checkpoint")
+    if os.path.lexists(output) and not force:
+        raise InertError(f"{output} already exists", hint="add --force to overwrite it")
+    cfg = training.TrainConfig(**settings)  # type: ignore[arg-type]
+    log = (lambda _: None) if quiet else (lambda m: stderr.print(f"inert: {m}", markup=False))
+    columns = (
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.3f}"),
+        TextColumn("{task.fields[rate]:.0f} tok/s"),
+        TimeRemainingColumn(),
+    )
+    with Progress("train", *columns, console=stderr, disable=quiet) as bar:
+        task = bar.add_task("train", total=cfg.steps, loss=float("nan"), rate=0.0)
+
+        def report(step: int, loss: float, rate: float) -> None:
+            bar.update(task, completed=step, loss=loss, rate=rate)
+            if step % 100 == 0 and not stderr.is_terminal:
+                log(f"step {step}/{cfg.steps} loss {loss:.3f} ({rate:.0f} tokens/s)")
+
+        result = training.train(
+            Path(corpus), cfg, Path(checkpoint) if checkpoint else None, resume, report, log
+        )
+    with atomic_output(output, force=force) as out:
+        out.write(result.blob)
+    info(
+        quiet,
+        f"{output}: {len(result.blob):,} bytes, {result.model_config.parameter_count():,} parameters; "
+        f"train loss {result.train_loss:.3f} nats/token, validation {result.valid_bits_per_byte:.3f} bits/byte "
+        f"(float32), {result.tokens_per_second:.0f} tokens/s",
+    )
+
+
 @cli.group("pad")
 def pad_group() -> None:
     """Make random pads: blobs of uniform random bytes."""

@@ -139,7 +139,7 @@ class Engine:
         scores *= qsg[..., None]
         scores *= ks[:, :, None, None, :]
         scores *= self.inv_sqrt_hd
-        if S > first + 1:  # some key lies after some query: mask it (never so in one-token steps)
+        if first + 1 < S:  # some key lies after some query: mask it (never so in one-token steps)
             visible = np.arange(S)[None, :] <= np.arange(first, first + T)[:, None]  # (T, S)
             scores[..., ~visible] = -np.inf
         scores -= np.max(scores, axis=-1, keepdims=True)

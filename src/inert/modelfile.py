@@ -1,8 +1,9 @@
 """Model blobs: one safetensors file <-> config, vocabulary, int8 weights and tables.
 
-Layout (docs/FORMAT.md, "Model blobs"): metadata `inert.format` = "inert-model/1",
-`inert.config` (JSON of ModelConfig) and `inert.tokenizer` (a Hugging Face tokenizer
-JSON); tensors, for every matrix W (out, in): `NAME.q` int8 (out, in) and `NAME.scale`
+Layout (docs/FORMAT.md, "Model blobs"): one metadata entry `inert`, a JSON object with
+`format` = "inert-model/1", `config` (ModelConfig's fields) and `tokenizer` (a Hugging Face
+tokenizer JSON, as a string) — one entry because safetensors writes several in random
+order, and a blob's bytes (hence its id) must depend only on its content; tensors, for every matrix W (out, in): `NAME.q` int8 (out, in) and `NAME.scale`
 float32 (out,) with W ~= q * scale[:, None]; norm gains float32 (dim,); rotary tables
 `rope.cos`, `rope.sin` float32 (max_seq_len, head_dim/2).
 """
@@ -157,11 +158,8 @@ def model_bytes(config: ModelConfig, tokenizer_json: str, weights: dict[str, np.
     for name in config.gains():
         tensors[name] = np.asarray(weights[name], dtype=np.float32).reshape(config.dim)
     tensors["rope.cos"], tensors["rope.sin"] = rope_tables(config)
-    metadata = {
-        "inert.format": FORMAT,
-        "inert.config": config.to_json(),
-        "inert.tokenizer": tokenizer_json,
-    }
+    described = {"format": FORMAT, "config": asdict(config), "tokenizer": tokenizer_json}
+    metadata = {"inert": json.dumps(described, sort_keys=True)}
     return save(tensors, metadata=metadata)
 
 
@@ -183,11 +181,11 @@ def write_model(
 def read_model(path: str | Path) -> Model:
     try:
         with safe_open(str(path), framework="np") as f:
-            metadata = f.metadata() or {}
-            if metadata.get("inert.format") != FORMAT:
+            described = json.loads((f.metadata() or {}).get("inert", "{}"))
+            if described.get("format") != FORMAT:
                 raise InertError(f"{path} is not an inert model blob ({FORMAT})")
-            config = ModelConfig.from_json(metadata["inert.config"])
-            vocab = Vocabulary(metadata["inert.tokenizer"])
+            config = ModelConfig.from_json(json.dumps(described["config"]))
+            vocab = Vocabulary(described["tokenizer"])
             tensors = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118 - not a dict
     except (OSError, ValueError, KeyError, json.JSONDecodeError) as e:
         raise InertError(f"cannot read model blob {path}: {e}") from None

@@ -46,7 +46,7 @@ class Blob:
         return self.id.hex()
 
 
-MODEL_FORMAT = "inert-model/1"  # safetensors metadata `inert.format` of a model blob
+MODEL_FORMAT = "inert-model/1"  # `format` in the `inert` metadata entry of a model blob
 
 
 def sniff_kind(path: str | Path) -> Kind:
@@ -59,12 +59,11 @@ def sniff_kind(path: str | Path) -> Kind:
             header = json.loads(f.read(size))
     except (OSError, ValueError):
         return Kind.PAD
-    metadata = header.get("__metadata__") if isinstance(header, dict) else None
-    return (
-        Kind.MODEL
-        if isinstance(metadata, dict) and metadata.get("inert.format") == MODEL_FORMAT
-        else Kind.PAD
-    )
+    try:
+        described = json.loads(header["__metadata__"]["inert"])
+        return Kind.MODEL if described["format"] == MODEL_FORMAT else Kind.PAD
+    except (TypeError, KeyError, ValueError):
+        return Kind.PAD
 
 
 def check_blob(header: KeyHeader, blob: Blob) -> None:

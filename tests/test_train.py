@@ -1,0 +1,63 @@
+"""`inert train`: a seeded, resumable run that exports a working blob (needs the train extra)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from inert import codec  # noqa: E402
+from inert.modelfile import read_model  # noqa: E402
+from inert.store import open_blob  # noqa: E402
+from inert.train import TrainConfig, train  # noqa: E402
+
+CORPUS = Path(__file__).parent / "golden"
+TINY = TrainConfig(
+    vocab_size=300,
+    dim=32,
+    n_layers=2,
+    n_heads=4,
+    n_kv_heads=2,
+    hidden_dim=64,
+    context=32,
+    batch_size=4,
+    steps=12,
+    warmup=2,
+    lr=1e-2,
+    threads=1,
+)
+
+
+def test_training_lowers_the_loss_and_exports_a_blob_that_codes(tmp_path: Path) -> None:
+    losses: list[float] = []
+    result = train(
+        CORPUS, TINY, report=lambda step, loss, rate: losses.append(loss), log=lambda _: None
+    )
+    assert len(losses) == TINY.steps and losses[-1] < losses[0]
+    path = tmp_path / "m.blob"
+    path.write_bytes(result.blob)
+    assert read_model(path).config.n_layers == 2
+    loaded = codec.load_model(open_blob(path))
+    work = (CORPUS / "corpus.txt").read_bytes()
+    key, _ = codec.encode_work(work, loaded)
+    assert codec.decode_work(key, loaded) == work
+
+
+def test_resumed_run_equals_an_uninterrupted_one(tmp_path: Path) -> None:
+    cfg = replace(TINY, checkpoint_every=4)
+    whole = train(CORPUS, cfg, log=lambda _: None).blob
+    checkpoint = tmp_path / "run.ckpt"
+
+    def interrupt(step: int, loss: float, rate: float) -> None:
+        if step == 6:  # after the checkpoint of step 4
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(CORPUS, cfg, checkpoint=checkpoint, report=interrupt, log=lambda _: None)
+    logs: list[str] = []
+    resumed = train(CORPUS, cfg, checkpoint=checkpoint, resume=True, log=logs.append).blob
+    assert "resumed at step 4" in logs
+    assert resumed == whole
