@@ -98,10 +98,24 @@ class SizeType(click.ParamType):
         return value if isinstance(value, int) else parse_size(str(value))
 
 
+def resolve_blob(store: Store, ref: str | None) -> Blob:
+    """--blob: a path, a store id, `default`, or nothing (the default blob)."""
+    from .default import NAME, default_blob
+
+    if ref is None or (ref == NAME and not os.path.exists(ref)):
+        return default_blob()
+    return store.resolve(ref)
+
+
 def find_blob(store: Store, header: KeyHeader, blob_ref: str | None) -> Blob:
+    """The blob a key names: --blob if given, else the store, else the default blob."""
+    from .default import default_blob, default_path
+
     if blob_ref is not None:
-        return store.resolve(blob_ref)
+        return resolve_blob(store, blob_ref)
     path = store.find(header.blob_id)
+    if path is None and default_path().is_file() and default_blob().id == header.blob_id:
+        return default_blob()
     if path is None:
         raise InertError(
             f"blob {header.blob_id_hex} is not in the store ({store.blobs})",
@@ -161,7 +175,11 @@ def cli(debug: bool) -> None:
 @cli.command()
 @click.argument("work", type=click.Path(dir_okay=False, allow_dash=True))
 @click.option(
-    "-b", "--blob", "blob_ref", metavar="BLOB", help="Blob file (or store id) to encode against."
+    "-b",
+    "--blob",
+    "blob_ref",
+    metavar="BLOB",
+    help="Blob file, store id or `default` [default: the embedded default model].",
 )
 @click.option(
     "-o",
@@ -194,13 +212,8 @@ def encode(
     random among the pad ranges not yet used on this machine; reusing pad bytes for two
     works leaks the XOR of the two works, so inert refuses unless --offset says so.
     """
-    if blob_ref is None:
-        raise InertError(
-            "no blob given",
-            hint="pass --blob PATH (make a pad with: inert pad new PATH --size 64M)",
-        )
     store = Store()
-    blob = store.resolve(blob_ref)
+    blob = resolve_blob(store, blob_ref)
     output = output or key_output_for(work)
     if blob.kind is Kind.MODEL:
         if offset is not None:
@@ -323,7 +336,11 @@ def decode(key: str, blob_ref: str | None, output: str | None, force: bool, quie
 
 @cli.command()
 @click.option(
-    "-b", "--blob", "blob_ref", metavar="MODEL", required=True, help="Model blob file or id."
+    "-b",
+    "--blob",
+    "blob_ref",
+    metavar="MODEL",
+    help="Model blob file or id [default: the embedded one].",
 )
 @click.option(
     "-s", "--seed", type=click.IntRange(0), help="Seed of the random bits [default: fresh]."
@@ -343,12 +360,12 @@ def decode(key: str, blob_ref: str | None, output: str | None, force: bool, quie
 )
 @force_option
 def imagine(
-    blob_ref: str, seed: int | None, count: int, prompt: str, output: str, force: bool
+    blob_ref: str | None, seed: int | None, count: int, prompt: str, output: str, force: bool
 ) -> None:
     """Decode random bits into a new work: every bit string reads as some text under a model."""
     from . import codec
 
-    blob = Store().resolve(blob_ref)
+    blob = resolve_blob(Store(), blob_ref)
     if blob.kind is not Kind.MODEL:
         raise InertError(f"{blob.path} is a pad; imagine needs a model blob")
     if seed is None:
@@ -377,7 +394,9 @@ def imagine(
 @click.option("--batch", "batch_size", type=click.IntRange(1), default=16, show_default=True)
 @click.option("--lr", type=float, default=2e-3, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--threads", type=click.IntRange(0), default=0, help="torch CPU threads [default: all cores].")
+@click.option(
+    "--threads", type=click.IntRange(0), default=0, help="torch CPU threads [default: all cores]."
+)
 @click.option(
     "--checkpoint", type=click.Path(dir_okay=False), help="Save progress here every 200 steps."
 )
@@ -558,7 +577,7 @@ def blob_add(path: str) -> None:
 def blob_info(ref: str) -> None:
     """Show what a blob is: kind, id, size, and for pads the bytes already used here."""
     store = Store()
-    blob = store.resolve(ref)
+    blob = resolve_blob(store, ref)
     uses = store.pad_uses(blob.id)
     table = Table(box=None, show_header=False)
     table.add_row("path", str(blob.path))

@@ -38,7 +38,7 @@ class CodecSettings:
         512  # context per segment: longer predicts better, shorter decodes in more lanes
     )
     encode_batch: int = 4  # segments evaluated together when encoding (memory ~ batch * segment**2)
-    decode_lanes: int = 64  # segments decoded in lockstep; bounds decoding memory for any work size
+    decode_lanes: int = 256  # segments decoded in lockstep: more lanes amortize each step; bounds memory
 
 
 @dataclass
@@ -184,7 +184,7 @@ def decode_key(
     header: KeyHeader,
     loaded: LoadedModel,
     out: BinaryIO,
-    lanes: int = 64,
+    lanes: int = CodecSettings.decode_lanes,
     progress: Progress | None = None,
 ) -> None:
     """Write the work of a model key to `out`; raise unless its length and checksum match."""

@@ -10,6 +10,7 @@ library: it only concatenates byte strings.
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ from tokenizers import Tokenizer
 from .errors import InertError
 
 PIECE = 1 << 16  # tokenize in pieces of ~64 KiB cut after a newline: bounded memory, batched
+BATCH = 32  # pieces handed to the tokenizer at once (its per-token objects are large)
 
 
 @cache
@@ -79,23 +81,22 @@ class Vocabulary:
 
     def tokenize(self, work: bytes) -> np.ndarray:
         """Token ids (T,) int64 with detokenize(ids) == work, always."""
-        pieces = list(_pieces(work))
-        texts = [p.decode() for p, valid in pieces if valid]
-        encoded = (
-            iter(self.tokenizer.encode_batch(texts, add_special_tokens=False))
-            if texts
-            else iter(())
-        )
         out: list[np.ndarray] = []
-        for piece, valid in pieces:
-            if not valid:
-                out.append(self.byte_ids[np.frombuffer(piece, dtype=np.uint8)])
-                continue
-            ids = next(encoded).ids
-            if self.detokenize(ids) == piece:
-                out.append(np.array(ids, dtype=np.int64))
-            else:
-                out.extend(self._line_by_line(piece))
+        pieces = _pieces(work)
+        while batch := list(itertools.islice(pieces, BATCH)):  # bounded memory for any work
+            texts = [p.decode() for p, valid in batch if valid]
+            encoded = iter(
+                self.tokenizer.encode_batch(texts, add_special_tokens=False) if texts else ()
+            )
+            for piece, valid in batch:
+                if not valid:
+                    out.append(self.byte_ids[np.frombuffer(piece, dtype=np.uint8)])
+                    continue
+                ids = next(encoded).ids
+                if self.detokenize(ids) == piece:
+                    out.append(np.array(ids, dtype=np.int64))
+                else:
+                    out.extend(self._line_by_line(piece))
         return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
 
     def _line_by_line(self, piece: bytes) -> list[np.ndarray]:

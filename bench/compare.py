@@ -1,0 +1,95 @@
+"""Benchmark: inert's keys against classical compressors, in bits per byte, file by file.
+
+    pip install zstandard brotli pyppmd        # the classical anchors (xz and bzip2 are stdlib)
+    python bench/compare.py FILE_OR_DIR... [--blob MODEL.blob] [--markdown]
+
+For every file: bits per byte of inert (whole key file, header included; the default blob
+unless --blob), xz -9e, zstd -19, brotli -11, bzip2 -9 and PPMd order 6 (pyppmd, 16 MiB),
+and inert's size as a ratio of the best classical result (< 1 means inert wins). Every
+inert key is decoded and checked. Also prints encode and decode speed in KB/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import bz2
+import lzma
+import sys
+import time
+from pathlib import Path
+
+import brotli
+import pyppmd
+import zstandard
+
+from inert import codec
+from inert.store import open_blob
+
+CLASSICAL = {
+    "xz -9e": lambda d: lzma.compress(d, preset=9 | lzma.PRESET_EXTREME),
+    "zstd -19": lambda d: zstandard.ZstdCompressor(level=19).compress(d),
+    "brotli -11": lambda d: brotli.compress(d, quality=11),
+    "bzip2 -9": lambda d: bz2.compress(d, 9),
+    "ppmd -o6": lambda d: pyppmd.compress(d, max_order=6, mem_size=16 << 20),
+}
+
+
+def files_of(paths: list[str]) -> list[Path]:
+    out: list[Path] = []
+    for p in map(Path, paths):
+        out.extend(sorted(q for q in p.rglob("*") if q.is_file()) if p.is_dir() else [p])
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("paths", nargs="+")
+    parser.add_argument("--blob", help="model blob [default: the embedded default blob]")
+    parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    args = parser.parse_args()
+    if args.blob:
+        blob = open_blob(args.blob)
+    else:
+        from inert.default import default_blob
+
+        blob = default_blob()
+    loaded = codec.load_model(blob)
+    names = ["inert", *CLASSICAL]
+    if args.markdown:
+        print("| file | bytes | " + " | ".join(names) + " | inert / best classical |")
+        print("|---|---:|" + "---:|" * (len(names) + 1))
+    else:
+        print(f"blob {blob.id_hex}; bits per byte (whole outputs)", file=sys.stderr)
+        print(
+            f"{'file':<28} {'bytes':>8} "
+            + " ".join(f"{n:>10}" for n in names)
+            + f" {'ratio':>6} {'enc KB/s':>8} {'dec KB/s':>8}"
+        )
+    for path in files_of(args.paths):
+        work = path.read_bytes()
+        t0 = time.perf_counter()
+        key, _ = codec.encode_work(work, loaded)
+        t1 = time.perf_counter()
+        assert codec.decode_work(key, loaded) == work, f"{path}: round trip failed"
+        t2 = time.perf_counter()
+        sizes = {"inert": len(key)} | {name: len(fn(work)) for name, fn in CLASSICAL.items()}
+        best = min(sizes[n] for n in CLASSICAL)
+        bpb = {n: 8 * sizes[n] / len(work) for n in names}
+        if args.markdown:
+            cells = " | ".join(
+                f"**{bpb[n]:.3f}**" if sizes[n] == min(sizes.values()) else f"{bpb[n]:.3f}"
+                for n in names
+            )
+            print(f"| {path.name} | {len(work):,} | {cells} | {sizes['inert'] / best:.3f} |")
+        else:
+            print(
+                f"{path.name[:28]:<28} {len(work):>8} "
+                + " ".join(f"{bpb[n]:>10.3f}" for n in names)
+                + f" {sizes['inert'] / best:>6.3f} {len(work) / 1000 / (t1 - t0):>8.1f} {len(work) / 1000 / (t2 - t1):>8.1f}"
+            )
+
+
+if __name__ == "__main__":
+    main()
