@@ -197,10 +197,18 @@ def test_unreadable_input_is_one_clear_line(inert, pad_path: Path) -> None:
     )
 
 
-def test_encode_without_blob_says_how_to_get_one(inert, work_file: Path) -> None:
-    result = inert("encode", "work.bin")
-    assert result.returncode == 1
-    assert "inert pad new" in err(result)
+def test_default_blob_needs_no_flag(inert, tmp_path: Path) -> None:
+    text = b"The default blob ships with inert, so a fresh install can encode text at once.\n"
+    (tmp_path / "notes.txt").write_bytes(text)
+    encoded = inert("encode", "notes.txt")
+    assert encoded.returncode == 0, err(encoded)
+    assert len((tmp_path / "notes.txt.inert").read_bytes()) < len(text)
+    (tmp_path / "notes.txt").unlink()
+    decoded = inert("decode", "notes.txt.inert")  # the key names the default blob by id
+    assert decoded.returncode == 0, err(decoded)
+    assert (tmp_path / "notes.txt").read_bytes() == text
+    info = inert("blob", "info", "default")
+    assert info.returncode == 0 and "model" in info.stdout.decode()
 
 
 def test_help_shows_a_worked_example(inert) -> None:

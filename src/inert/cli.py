@@ -37,9 +37,11 @@ stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
 EXAMPLES = """\b
 Examples:
+  inert encode notes.txt                  # -> notes.txt.inert, coded by the default model
+  inert decode notes.txt.inert -o restored.txt
+  inert imagine --tokens 100              # random bits decoded into a new work
   inert pad new secret.pad --size 64M     # a blob of 64 MiB of random bytes
-  inert encode notes.txt --blob secret.pad  # -> notes.txt.inert, the key
-  inert decode notes.txt.inert --blob secret.pad -o restored.txt
+  inert encode notes.txt --blob secret.pad  # key = notes XOR pad bytes
   inert split notes.txt -n 3              # -> notes.txt.1of3.inert ... 3of3
   inert join notes.txt.*of3.inert -o restored.txt
 """

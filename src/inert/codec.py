@@ -38,7 +38,9 @@ class CodecSettings:
         512  # context per segment: longer predicts better, shorter decodes in more lanes
     )
     encode_batch: int = 4  # segments evaluated together when encoding (memory ~ batch * segment**2)
-    decode_lanes: int = 256  # segments decoded in lockstep: more lanes amortize each step; bounds memory
+    decode_lanes: int = (
+        256  # segments decoded in lockstep: more lanes amortize each step; bounds memory
+    )
 
 
 @dataclass

@@ -235,10 +235,17 @@ def train(
         else None
     )
     if state is not None:
-        if state["config"] != asdict(cfg):
+        saved, defaults = (
+            state["config"],
+            asdict(TrainConfig()),
+        )  # fields added later: their defaults
+        changed = [
+            k for k, v in asdict(cfg).items() if k != "threads" and saved.get(k, defaults[k]) != v
+        ]
+        if changed:
             raise InertError(
-                f"checkpoint {checkpoint} was made with different settings",
-                hint="start over without --resume",
+                f"checkpoint {checkpoint} was made with different settings: {', '.join(changed)}",
+                hint="resume with the same options, or start over without --resume",
             )
         tokenizer_json = state["tokenizer"]
     else:
