@@ -211,6 +211,16 @@ def test_default_blob_needs_no_flag(inert, tmp_path: Path) -> None:
     assert info.returncode == 0 and "model" in info.stdout.decode()
 
 
+def test_binary_work_is_stored_not_enlarged(inert, tmp_path: Path) -> None:
+    data = os.urandom(5000)
+    (tmp_path / "noise.bin").write_bytes(data)
+    encoded = inert("encode", "noise.bin")
+    assert encoded.returncode == 0 and "stored as is" in err(encoded)
+    assert len((tmp_path / "noise.bin.inert").read_bytes()) <= len(data) + 20
+    assert inert("decode", "noise.bin.inert", "-o", "back").returncode == 0
+    assert (tmp_path / "back").read_bytes() == data
+
+
 def test_help_shows_a_worked_example(inert) -> None:
     result = inert("--help")
     assert result.returncode == 0
@@ -325,7 +335,7 @@ def test_model_encode_decode_imagine_and_info(inert, tmp_path: Path, tiny_blob: 
 def test_model_key_with_the_wrong_blob_writes_nothing(
     inert, tmp_path: Path, tiny_blob: Path, pad_path: Path
 ) -> None:
-    (tmp_path / "w.txt").write_bytes(b"some words to encode")
+    (tmp_path / "w.txt").write_bytes((Path(__file__).parent / "golden" / "corpus.txt").read_bytes())
     inert("encode", "w.txt", "-b", tiny_blob, "-o", "k")
     result = inert("decode", "k", "-b", pad_path, "-o", "out")
     assert result.returncode == 1 and "wrong blob" in err(result)

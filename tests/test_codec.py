@@ -13,7 +13,7 @@ from tinymodel import tiny_model_bytes
 
 from inert import codec
 from inert.errors import ChecksumError, InertError, KeyFormatError
-from inert.keyfile import parse_key
+from inert.keyfile import Kind, parse_key
 from inert.store import open_blob
 
 TEXT = (Path(__file__).parent / "golden" / "corpus.txt").read_bytes()
@@ -69,7 +69,7 @@ def test_imagine_is_seeded(tiny) -> None:
 def test_wrong_model_is_refused(tiny, tmp_path: Path) -> None:
     other = tmp_path / "other.blob"
     other.write_bytes(tiny_model_bytes(seed=99))
-    key, _ = codec.encode_work(b"some text", tiny)
+    key, _ = codec.model_key(b"some text", tiny)
     with pytest.raises(InertError, match="wrong blob"):
         codec.decode_work(key, codec.load_model(open_blob(other)))
 
@@ -85,3 +85,16 @@ def test_truncated_key_is_a_format_error(tiny) -> None:
     key = codec.encode_work(TEXT, tiny)[0]
     with pytest.raises(KeyFormatError, match="truncated"):
         codec.decode_work(key[:-3], tiny)
+
+
+def test_incompressible_work_is_stored_with_only_a_header(tiny) -> None:
+    work = np.random.default_rng(3).bytes(3000)
+    key, stats = codec.encode_work(work, tiny)
+    header, payload = parse_key(key)
+    assert stats.stored and header.kind is Kind.STORED and bytes(payload) == work
+    assert len(key) - len(work) <= 20
+    assert codec.decode_work(key, tiny) == work
+    damaged = bytearray(key)
+    damaged[-1] ^= 1
+    with pytest.raises(ChecksumError):
+        codec.decode_work(bytes(damaged), tiny)

@@ -97,6 +97,7 @@ def test_varints_are_minimal_leb128() -> None:
         (MAGIC + b"\x01\x01" + bytes(8) + b"\xff" * 10, "longer than 9 bytes"),
         (MAGIC + b"\x01\x03" + bytes(8) + b"\x00\x03\x03" + bytes(4), "share index 3 is not below"),
         (MAGIC + b"\x01\x03" + bytes(8) + b"\x00\x00\x01" + bytes(4), "at least 2 shares"),
+        (MAGIC + b"\x01\x04" + b"\x01" * 8 + b"\x00" + bytes(4), "names no blob"),
         (small_key()[:-1], "truncated key: payload has 4 of 5 bytes"),
         (small_key() + b"!", "1 bytes of trailing garbage"),
     ],
@@ -138,6 +139,7 @@ def test_fuzz_ten_thousand_mutated_keys_never_crash() -> None:
         small_key(5),
         small_key(300),
         KeyHeader(Kind.SHARE, bytes(8), 17, (1, 3), 5).to_bytes() + bytes(17),
+        KeyHeader(Kind.STORED, bytes(8), 6, (), 1).to_bytes() + b"stored",
         KeyHeader(Kind.MODEL, bytes(8), 300, (4, 9, 1), 7).to_bytes()
         + pack_segments([np.arange(n, dtype=np.uint32) for n in (3, 1, 2)]),
         KeyHeader(Kind.PAD, b"\xff" * 8, 2**40, (2**62,), 2**32 - 1).to_bytes(),

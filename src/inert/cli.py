@@ -277,10 +277,14 @@ def encode_with_model(
             key, stats = codec.encode_work(data, loaded, settings, progress)
         out.write(key)
     bpb = 8 * len(key) / length if length else 0.0
+    how = (
+        "stored as is: the model would have enlarged it"
+        if stats.stored
+        else f"{stats.tokens} tokens in {stats.segments} segments, model {blob.id_hex}"
+    )
     info(
         quiet or output == STDIO,
-        f"{work} -> {output}: key of {len(key)} bytes, {bpb:.3f} bits per byte "
-        f"({stats.tokens} tokens in {stats.segments} segments, model {blob.id_hex})",
+        f"{work} -> {output}: key of {len(key)} bytes, {bpb:.3f} bits per byte ({how})",
     )
 
 
@@ -311,8 +315,18 @@ def decode(key: str, blob_ref: str | None, output: str | None, force: bool, quie
                 f"{key} is share {header.param('index') + 1} of {header.param('count')}",
                 hint="restore shares with: inert join SHARE... -o WORK",
             )
-        if header.kind is Kind.PAD:
+        if header.kind in (Kind.PAD, Kind.STORED):
             check_payload_length(header, key_length - src.tell())
+        if header.kind is Kind.STORED:  # the work itself, no blob needed
+            from . import codec
+
+            with atomic_output(output, force=force, binary=False) as out:
+                codec.decode_stored(src, header, out)
+            info(
+                quiet or output == STDIO,
+                f"{key} -> {output}: {header.work_length} bytes (stored), checksum verified",
+            )
+            return
         blob = find_blob(Store(), header, blob_ref)
         check_blob(header, blob)
         if header.kind is Kind.MODEL:

@@ -101,7 +101,8 @@ class EncodeStats:
     tokens: int
     segments: int
     ideal_bits: float  # Σ -log2(freq/FREQ_TOTAL) over the coded tokens
-    payload_bytes: int
+    payload_bytes: int  # of the model key (also when a stored key was returned instead)
+    stored: bool = False  # the model would have enlarged the work: the key stores it as is
 
 
 def encode_tokens(
@@ -129,7 +130,22 @@ def encode_work(
     settings: CodecSettings = CodecSettings(),
     progress: Progress | None = None,
 ) -> tuple[bytes, EncodeStats]:
-    """The key of `work` under a model blob."""
+    """The key of `work` under a model blob, or a stored key if that is smaller."""
+    key, stats = model_key(work, loaded, settings, progress)
+    stored = stored_key(work)
+    if len(stored) < len(key):  # e.g. compressed or random data: never grow by more than a header
+        stats.stored = True
+        return stored, stats
+    return key, stats
+
+
+def model_key(
+    work: bytes,
+    loaded: LoadedModel,
+    settings: CodecSettings = CodecSettings(),
+    progress: Progress | None = None,
+) -> tuple[bytes, EncodeStats]:
+    """The arithmetic code of `work` under a model blob, as a key."""
     segment_tokens = min(settings.segment_tokens, loaded.model.config.max_seq_len)
     settings = CodecSettings(segment_tokens, settings.encode_batch, settings.decode_lanes)
     tokens = loaded.model.vocab.tokenize(work)
@@ -143,6 +159,25 @@ def encode_work(
     )
     payload = pack_segments(segments)
     return header.to_bytes() + payload, EncodeStats(len(tokens), len(segments), ideal, len(payload))
+
+
+def stored_key(work: bytes) -> bytes:
+    header = KeyHeader(Kind.STORED, bytes(8), len(work), (), zlib.crc32(work))
+    return header.to_bytes() + work
+
+
+def decode_stored(key: BinaryIO, header: KeyHeader, out: BinaryIO) -> None:
+    """Copy a stored key's payload out, verifying its length and checksum."""
+    work = key.read(header.work_length + 1)
+    if len(work) != header.work_length:
+        raise KeyFormatError(
+            "truncated key"
+            if len(work) < header.work_length
+            else "corrupt key: trailing garbage after the payload"
+        )
+    if zlib.crc32(work) != header.checksum:
+        raise ChecksumError("checksum mismatch: the key is damaged")
+    out.write(work)
 
 
 # ---------------------------------------------------------------------------- decode
@@ -222,10 +257,13 @@ def decode_key(
 def decode_work(key: bytes, loaded: LoadedModel) -> bytes:
     stream = io.BytesIO(key)
     header = read_header(stream)
-    if header.kind is not Kind.MODEL:
-        raise InertError(f"this is a {header.kind.name.lower()} key, not a model key")
     out = io.BytesIO()
-    decode_key(stream, header, loaded, out)
+    if header.kind is Kind.STORED:
+        decode_stored(stream, header, out)
+    elif header.kind is Kind.MODEL:
+        decode_key(stream, header, loaded, out)
+    else:
+        raise InertError(f"this is a {header.kind.name.lower()} key, not a model key")
     return out.getvalue()
 
 

@@ -4,13 +4,13 @@ Layout of a v1 key (all integers little-endian; uvarint = unsigned LEB128, minim
 
     magic        2 bytes   0x89 'K'
     version      1 byte    1
-    kind         1 byte    1 pad, 2 model, 3 share
+    kind         1 byte    1 pad, 2 model, 3 share, 4 stored
     blob id      8 bytes   first 8 bytes of SHA-256(blob); a share set's random id for shares
     work length  uvarint
     params       uvarints  pad: offset; model: segment_tokens, token_count, codec;
-                           share: index, count
+                           share: index, count; stored: none
     checksum     4 bytes   CRC-32 of the work (shares: an XOR share of it)
-    payload      the rest  pad and share: exactly `work length` bytes;
+    payload      the rest  pad, share and stored: exactly `work length` bytes;
                            model: a uvarint word count per segment, then the words (u32 LE)
 
 Everything else in the package reads and writes keys through this module.
@@ -39,6 +39,7 @@ class Kind(IntEnum):
     PAD = 1
     MODEL = 2
     SHARE = 3
+    STORED = 4  # the work as is: what a model key falls back to when coding would enlarge it
 
 
 # Number of uvarint parameters each kind carries, in the order they are written.
@@ -46,6 +47,7 @@ PARAM_NAMES: dict[Kind, tuple[str, ...]] = {
     Kind.PAD: ("offset",),
     Kind.MODEL: ("segment_tokens", "token_count", "codec"),
     Kind.SHARE: ("index", "count"),
+    Kind.STORED: (),
 }
 
 
@@ -79,6 +81,10 @@ class KeyHeader:
                 raise KeyFormatError("corrupt key: token count does not fit the work length")
             if codec < 1:
                 raise KeyFormatError("corrupt key: codec version 0")
+        if self.kind is Kind.STORED and self.blob_id != bytes(BLOB_ID_SIZE):
+            raise KeyFormatError(
+                "corrupt key: a stored key names no blob (its blob id is all zeros)"
+            )
         if self.kind is Kind.SHARE:
             index, count = self.params
             if count < 2:
@@ -91,7 +97,7 @@ class KeyHeader:
 
     @property
     def payload_length(self) -> int | None:
-        """Pad and share payloads are the work's length, byte for byte; a model's varies."""
+        """Pad, share and stored payloads are the work's length, byte for byte; a model's varies."""
         return None if self.kind is Kind.MODEL else self.work_length
 
     @property

@@ -37,7 +37,7 @@ def main() -> None:
     loaded = codec.load_model(open_blob(blob_path))
     for name, work in WORKS.items():
         (HERE / f"{name}.model.work").write_bytes(work)
-        key, _ = codec.encode_work(work, loaded, codec.CodecSettings(segment_tokens=16))
+        key, _ = codec.model_key(work, loaded, codec.CodecSettings(segment_tokens=16))
         (HERE / f"{name}.model-v1.inert").write_bytes(key)
 
 
