@@ -195,7 +195,7 @@ def cli(debug: bool) -> None:
 @click.option(
     "--segment-tokens",
     type=click.IntRange(1),
-    help="Model blobs: tokens per independently coded segment [default: 512].",
+    help="Model blobs: tokens per independently coded segment [default: 512, at most the model's context].",
 )
 @force_option
 @quiet_option
@@ -210,7 +210,9 @@ def encode(
 ) -> None:
     """Encode WORK (a file, or - for stdin) into a key.
 
-    With a pad blob the key holds work XOR pad[offset : offset+len]. The offset is drawn at
+    With a model blob (the default) the key is the arithmetic code of the work's tokens under
+    the model; a work the model would only enlarge (random or compressed data) is stored as
+    is, one header longer. With a pad blob the key holds work XOR pad[offset : offset+len]. The offset is drawn at
     random among the pad ranges not yet used on this machine; reusing pad bytes for two
     works leaks the XOR of the two works, so inert refuses unless --offset says so.
     """
