@@ -54,8 +54,8 @@ def warn(message: str) -> None:
     stderr.print(f"inert: warning: {message}", markup=False)
 
 
-def info(ctx_quiet: bool, message: str) -> None:
-    if not ctx_quiet:
+def info(quiet: bool, message: str) -> None:
+    if not quiet:
         stderr.print(message, markup=False)
 
 

@@ -1,9 +1,8 @@
 """Paths -> input streams, and output streams that appear only once they are verified.
 
-Outputs are
-written to a temporary file beside the target and renamed into place only when the
-caller's block finishes without error; standard output is spooled the same way and
-copied out only at the end, so no caller ever emits unverified bytes.
+Outputs are written to a temporary file beside the target and renamed into place only
+when the caller's block finishes without error; standard output is spooled the same way
+and copied out only at the end, so no caller ever emits unverified bytes.
 """
 
 from __future__ import annotations
@@ -21,6 +20,7 @@ from typing import BinaryIO
 from .errors import InertError
 
 CHUNK = 4 << 20  # 4 MiB: numpy XOR and the kernel's copies run at full speed; RSS stays flat
+# (1, 4 and 16 MiB measured the same on a 1 GiB split)
 STDIO = "-"
 
 Progress = Callable[[int], None]  # called with the number of bytes just processed
