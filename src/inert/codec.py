@@ -34,13 +34,14 @@ CODEC_VERSION = 1
 
 @dataclass(frozen=True)
 class CodecSettings:
-    segment_tokens: int = (
-        512  # context per segment: longer predicts better, shorter decodes in more lanes
-    )
-    encode_batch: int = 4  # segments evaluated together when encoding (memory ~ batch * segment**2)
-    decode_lanes: int = (
-        256  # segments decoded in lockstep: more lanes amortize each step; bounds memory
-    )
+    # tokens per segment (capped at the model's context): longer predicts better, shorter
+    # decodes in more parallel lanes; written into every key
+    segment_tokens: int = 512
+    # segments evaluated together when encoding: memory ~ batch * segment**2
+    encode_batch: int = 4
+    # segments decoded in lockstep: more lanes amortize each step's overhead; this, not the
+    # work's size, bounds decoding memory (394 MiB peak for the default blob at 256)
+    decode_lanes: int = 256
 
 
 @dataclass
