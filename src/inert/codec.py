@@ -106,6 +106,13 @@ class EncodeStats:
     stored: bool = False  # the model would have enlarged the work: the key stores it as is
 
 
+def code_segment(symbols: np.ndarray, freq: np.ndarray) -> np.ndarray:
+    """Range-code one segment: symbols (n,) under their tables freq (n, V) -> words (uint32)."""
+    encoder = constriction.stream.queue.RangeEncoder()
+    encoder.encode(symbols.astype(np.int32), _categorical(), freq.astype(np.float64))
+    return encoder.get_compressed()
+
+
 def encode_tokens(
     engine: Engine, tokens: np.ndarray, settings: CodecSettings, progress: Progress | None = None
 ) -> tuple[list[np.ndarray], float]:
@@ -116,9 +123,7 @@ def encode_tokens(
         engine, tokens, settings.segment_tokens, settings.encode_batch
     ):
         symbols = tokens[start : start + len(freq)]
-        encoder = constriction.stream.queue.RangeEncoder()
-        encoder.encode(symbols.astype(np.int32), _categorical(), freq.astype(np.float64))
-        segments.append(encoder.get_compressed())
+        segments.append(code_segment(symbols, freq))
         ideal -= float(np.sum(np.log2(freq[np.arange(len(freq)), symbols] / FREQ_TOTAL)))
         if progress:
             progress(len(freq))
