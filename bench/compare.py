@@ -1,6 +1,5 @@
 """Benchmark: inert's keys against classical compressors, in bits per byte, file by file.
 
-    pip install zstandard brotli pyppmd        # the classical anchors (xz and bzip2 are stdlib)
     python bench/compare.py FILE_OR_DIR... [--blob MODEL.blob] [--markdown]
 
 For every file: bits per byte of inert (whole key file, header included; the default blob
@@ -12,26 +11,13 @@ inert key is decoded and checked. Also prints encode and decode speed in KB/s.
 from __future__ import annotations
 
 import argparse
-import bz2
-import lzma
 import sys
 import time
 from pathlib import Path
 
-import brotli
-import pyppmd
-import zstandard
-
 from inert import codec
+from inert.classical import COMPRESSORS as CLASSICAL
 from inert.store import open_blob
-
-CLASSICAL = {
-    "xz -9e": lambda d: lzma.compress(d, preset=9 | lzma.PRESET_EXTREME),
-    "zstd -19": lambda d: zstandard.ZstdCompressor(level=19).compress(d),
-    "brotli -11": lambda d: brotli.compress(d, quality=11),
-    "bzip2 -9": lambda d: bz2.compress(d, 9),
-    "ppmd -o6": lambda d: pyppmd.compress(d, max_order=6, mem_size=16 << 20),
-}
 
 
 def files_of(paths: list[str]) -> list[Path]:

@@ -340,3 +340,21 @@ def test_model_key_with_the_wrong_blob_writes_nothing(
     result = inert("decode", "k", "-b", pad_path, "-o", "out")
     assert result.returncode == 1 and "wrong blob" in err(result)
     assert not (tmp_path / "out").exists()
+
+
+def test_explain_agrees_with_encode(inert, tmp_path: Path, tiny_blob: Path) -> None:
+    import json
+
+    from inert.keyfile import parse_key
+
+    (tmp_path / "w.txt").write_bytes((Path(__file__).parent / "golden" / "corpus.txt").read_bytes())
+    result = inert("explain", "w.txt", "-b", tiny_blob, "--json", "ledger.json", "-r", "classical")
+    assert result.returncode == 0, err(result)
+    assert "held by the blob" in result.stdout.decode()
+    ledger = json.loads((tmp_path / "ledger.json").read_text())
+    assert inert("encode", "w.txt", "-b", tiny_blob, "-o", "k").returncode == 0
+    _, payload = parse_key((tmp_path / "k").read_bytes())
+    assert abs(ledger["totals"]["key_bits"] - 8 * len(payload)) < 1e-6
+    assert ledger["reference"]["name"].startswith("classical:")
+    assert len(ledger["tokens"]) == ledger["totals"]["tokens"]
+    assert "".join(t["text"] for t in ledger["tokens"]) == (tmp_path / "w.txt").read_text()

@@ -38,3 +38,49 @@ def test_ranks_and_alternatives_agree(tiny) -> None:
     assert np.array_equal(ledger.top_ids[first_choice, 0], ledger.token_ids[first_choice])
     assert np.all(np.diff(ledger.top_bits, axis=1) >= 0)  # best first
     assert np.all(ledger.bits >= ledger.top_bits[:, 0] - 1e-12)
+
+
+def fake_ledger(bits: list[float]):  # a Ledger whose costs the test chooses
+    from inert.ledger import Ledger
+
+    n = len(bits)
+    starts = np.arange(n, dtype=np.int64)
+    return Ledger(
+        b"x" * n,
+        np.zeros(n, np.int64),
+        starts,
+        starts + 1,
+        np.array(bits, float),
+        np.zeros(n),
+        np.ones(n, np.int64),
+        np.zeros((n, 1), np.int64),
+        np.zeros((n, 1)),
+        64,
+        [b"x"],
+    )
+
+
+def test_recalled_span_is_found_and_a_new_paragraph_is_not() -> None:
+    from inert.ledger import RecallRule, recalled_spans
+
+    bits = [9.0] * 20 + [0.01] * 40 + [7.0] * 30 + [0.02] * 10 + [0.0] * 35
+    spans = recalled_spans(fake_ledger(bits), RecallRule(min_tokens=32, max_mean_bits=0.1))
+    assert [(s.first, s.last) for s in spans] == [(20, 59), (90, 134)]
+
+
+def test_extraction_probability_of_windows() -> None:
+    from inert.ledger import extraction_log2_probabilities
+
+    logp = extraction_log2_probabilities(fake_ledger([1.0] * 60), window=50)
+    assert logp.shape == (11,) and np.allclose(logp, -50.0)
+
+
+def test_lines_and_paragraphs_partition_the_bits(tiny) -> None:
+    from inert.ledger import group_bits
+
+    ledger = build_ledger(TEXT, tiny)
+    for separator in (b"\n", b"\n\n"):
+        groups = group_bits(ledger, separator)
+        assert groups[0][0] == 0 and groups[-1][1] == len(TEXT)
+        assert abs(sum(g[2] for g in groups) - ledger.total_key_bits) < 1e-6
+        assert abs(sum(g[3] for g in groups) - 8 * len(TEXT)) < 1e-6

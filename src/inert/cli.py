@@ -353,6 +353,119 @@ def decode(key: str, blob_ref: str | None, output: str | None, force: bool, quie
 
 
 @cli.command()
+@click.argument("work", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option(
+    "-b", "--blob", "blob_ref", metavar="MODEL", help="Model blob [default: the embedded one]."
+)
+@click.option(
+    "-r",
+    "--reference",
+    default="pad",
+    show_default=True,
+    metavar="pad|classical",
+    help="What the work costs without the blob: 8 bits per byte, or the best classical compressor.",
+)
+@click.option("--json", "json_path", metavar="PATH", help="Write the whole ledger as JSON.")
+@click.option("--segment-tokens", type=click.IntRange(1), help="Tokens per segment, as for encode.")
+@click.option(
+    "--recall-tokens",
+    type=click.IntRange(1),
+    default=32,
+    show_default=True,
+    help="A recalled span is at least this many tokens ...",
+)
+@click.option(
+    "--recall-bits",
+    type=float,
+    default=0.1,
+    show_default=True,
+    help="... costing less than this many bits each on average.",
+)
+@force_option
+def explain(
+    work: str,
+    blob_ref: str | None,
+    reference: str,
+    json_path: str | None,
+    segment_tokens: int | None,
+    recall_tokens: int,
+    recall_bits: float,
+    force: bool,
+) -> None:
+    """Where does WORK live: how many of its bits the blob held, and how many the key brings."""
+    import json
+
+    from . import codec, ledger
+
+    blob = resolve_blob(Store(), blob_ref)
+    if blob.kind is not Kind.MODEL:
+        raise InertError(
+            f"{blob.path} is a pad; it holds nothing of any work", hint="explain needs a model blob"
+        )
+    if reference not in ("pad", "classical"):
+        raise click.UsageError("--reference must be pad or classical")
+    with open_input(work, "the work") as (src, _):
+        data = src.read()
+    settings = codec.CodecSettings(segment_tokens) if segment_tokens else codec.CodecSettings()
+    book = ledger.build_ledger(data, codec.load_model(blob), settings)
+    if reference == "pad":
+        name, ref_bits = "pad (8 bits per byte)", ledger.pad_reference(book)
+    else:
+        from .classical import best
+
+        compressor, size = best(data)
+        name, ref_bits = f"classical: {compressor}", ledger.spread_by_bytes(book, 8.0 * size)
+    result = ledger.report(book, name, ref_bits, ledger.RecallRule(recall_tokens, recall_bits))
+    result["work"] = {"path": work, "bytes": len(data)}
+    result["blob"] = {"id": blob.id_hex, "path": str(blob.path)}
+    if json_path:
+        with atomic_output(json_path, force=force, binary=False) as out:
+            out.write(json.dumps(result, ensure_ascii=False).encode())
+    show_explanation(result)
+
+
+def show_explanation(result: dict) -> None:
+    """The ledger's summary, for a person at a terminal."""
+    t = result["totals"]
+    table = Table(box=None, show_header=False)
+    table.add_row("work", f"{result['work']['path']}: {t['bytes']:,} bytes, {t['tokens']:,} tokens")
+    table.add_row("blob", result["blob"]["id"])
+    table.add_row(
+        "key",
+        f"{t['key_bits'] / 8:,.0f} bytes of payload ({t['key_bits_per_byte']:.3f} bits per byte)",
+    )
+    table.add_row(
+        "reference", f"{t['reference_bits'] / 8:,.0f} bytes: {result['reference']['name']}"
+    )
+    table.add_row(
+        "held by the blob",
+        f"{t['held_bits'] / 8:,.0f} bytes = {t['held_fraction']:.1%} of the reference",
+    )
+    spans, rule = result["recall"]["spans"], result["recall"]["rule"]
+    table.add_row(
+        "recalled spans",
+        f"{len(spans)} (runs of >= {rule['min_tokens']} tokens under {rule['max_mean_bits']} bits each)",
+    )
+    extraction = result["extraction"]
+    if extraction["max_log2_probability"] is not None:
+        table.add_row(
+            "extraction",
+            f"most likely {extraction['window']}-token window: p = 2^{extraction['max_log2_probability']:.1f} "
+            f"(from token {extraction['at_token']})",
+        )
+    console = Console()
+    console.print(table)
+    for span in sorted(spans, key=lambda sp: -sp["tokens"])[:5]:
+        text = span["text"].replace("\n", " / ")
+        console.print(
+            f"  bytes {span['start']}-{span['end']}, {span['tokens']} tokens, {span['bits']:.1f} bits: "
+            f"{text[:70]}{'...' if len(text) > 70 else ''}",
+            markup=False,
+            highlight=False,
+        )
+
+
+@cli.command()
 @click.option(
     "-b",
     "--blob",

@@ -30,6 +30,7 @@ class Ledger:
     top_ids: np.ndarray  # (T, k) int64: the blob's most likely tokens, best first
     top_bits: np.ndarray  # (T, k) float64: their -log2 p
     segment_tokens: int
+    token_bytes: list[bytes]  # the blob's vocabulary: token id -> the bytes it stands for
 
     @property
     def key_bits(self) -> np.ndarray:
@@ -74,5 +75,191 @@ def build_ledger(
         top_ids[start:end] = best
         top_bits[start:end] = -np.log2(np.take_along_axis(freq, best, axis=1) / FREQ_TOTAL)
     return Ledger(
-        work, tokens, ends - lengths, ends, bits, flush, ranks, top_ids, top_bits, segment_tokens
+        work,
+        tokens,
+        ends - lengths,
+        ends,
+        bits,
+        flush,
+        ranks,
+        top_ids,
+        top_bits,
+        segment_tokens,
+        vocab.token_bytes,
     )
+
+
+# ---------------------------------------------------------------------------- references
+
+
+def pad_reference(ledger: Ledger) -> np.ndarray:
+    """(T,) bits each token costs with no knowledge at all: 8 per byte, as a pad key pays."""
+    return 8.0 * (ledger.ends - ledger.starts)
+
+
+def spread_by_bytes(ledger: Ledger, total_bits: float) -> np.ndarray:
+    """(T,) a whole-work cost (e.g. a classical compressor's) spread over tokens by byte length."""
+    lengths = (ledger.ends - ledger.starts).astype(np.float64)
+    return total_bits * lengths / max(lengths.sum(), 1.0)
+
+
+# ---------------------------------------------------------------------------- recall
+
+
+@dataclass(frozen=True)
+class RecallRule:
+    """A recalled span: at least `min_tokens` tokens in a row whose mean cost is below `max_mean_bits`.
+
+    Spans are maximal: grown token by token while the mean stays under the bound.
+    """
+
+    min_tokens: int = 32
+    max_mean_bits: float = 0.1
+
+
+@dataclass(frozen=True)
+class Span:
+    first: int  # token index
+    last: int  # token index, inclusive
+    start: int  # byte offset
+    end: int
+    bits: float
+
+    @property
+    def tokens(self) -> int:
+        return self.last - self.first + 1
+
+
+def recalled_spans(ledger: Ledger, rule: RecallRule = RecallRule()) -> list[Span]:
+    """Maximal runs the blob predicts almost perfectly (verbatim recall), left to right."""
+    bits = ledger.key_bits
+    budget = bits - rule.max_mean_bits  # a run qualifies while its budget sum stays below 0
+    running = np.concatenate([[0.0], np.cumsum(budget)])  # running[i] = Σ budget[:i]
+    m, T = rule.min_tokens, len(bits)
+    starts = np.flatnonzero(running[m:] - running[: max(T - m + 1, 0)] < 0)  # qualifying windows
+    spans: list[Span] = []
+    i = 0
+    for first in starts:
+        if first < i:
+            continue  # inside the previous span
+        last = first + m - 1
+        while last + 1 < T and running[last + 2] - running[first] < 0:
+            last += 1
+        spans.append(
+            Span(
+                int(first),
+                int(last),
+                int(ledger.starts[first]),
+                int(ledger.ends[last]),
+                float(bits[first : last + 1].sum()),
+            )
+        )
+        i = last + 1
+    return spans
+
+
+def extraction_log2_probabilities(ledger: Ledger, window: int = 50) -> np.ndarray:
+    """(T - window + 1,) log2 of each window's probability under the blob: -Σ bits over it."""
+    if len(ledger.bits) < window:
+        return np.zeros(0)
+    cumulative = np.concatenate([[0.0], np.cumsum(ledger.bits)])
+    return -(cumulative[window:] - cumulative[:-window])
+
+
+# ---------------------------------------------------------------------------- grouping
+
+
+def group_bits(
+    ledger: Ledger, separator: bytes, reference: np.ndarray | None = None
+) -> list[tuple[int, int, float, float]]:
+    """(start, end, key bits, reference bits) per line (b"\\n") or paragraph (b"\\n\\n").
+
+    A token belongs to the group its first byte falls in; the reference defaults to a pad's.
+    """
+    bounds, at = [], 0
+    while at < len(ledger.work):
+        cut = ledger.work.find(separator, at)
+        end = len(ledger.work) if cut < 0 else cut + len(separator)
+        bounds.append((at, end))
+        at = end
+    owner = np.searchsorted(np.array([b for _, b in bounds]), ledger.starts, side="right")
+    key = np.bincount(owner, weights=ledger.key_bits, minlength=len(bounds))
+    ref = pad_reference(ledger) if reference is None else reference
+    held = np.bincount(owner, weights=ref, minlength=len(bounds))
+    return [(a, b, float(key[i]), float(held[i])) for i, (a, b) in enumerate(bounds)]
+
+
+# ---------------------------------------------------------------------------- report
+
+
+def report(
+    ledger: Ledger,
+    reference_name: str,
+    reference: np.ndarray,
+    rule: RecallRule = RecallRule(),
+    window: int = 50,
+) -> dict:
+    """The whole ledger as plain data (the `--json` schema, docs/EXPLAIN.md)."""
+    vocab_text = lambda a, b: ledger.work[a:b].decode("utf-8", errors="replace")  # noqa: E731
+    key_bits = ledger.key_bits
+    logp = extraction_log2_probabilities(ledger, window)
+    spans = recalled_spans(ledger, rule)
+    groups = lambda sep: [  # noqa: E731
+        {"start": a, "end": b, "key_bits": k, "reference_bits": r}
+        for a, b, k, r in group_bits(ledger, sep, reference)
+    ]
+    total_ref = float(reference.sum())
+    return {
+        "format": "inert-explain/1",
+        "segment_tokens": ledger.segment_tokens,
+        "reference": {"name": reference_name, "bits": total_ref},
+        "totals": {
+            "bytes": len(ledger.work),
+            "tokens": len(ledger.bits),
+            "key_bits": ledger.total_key_bits,
+            "ideal_bits": float(ledger.bits.sum()),
+            "key_bits_per_byte": ledger.total_key_bits / max(len(ledger.work), 1),
+            "reference_bits": total_ref,
+            "held_bits": total_ref - ledger.total_key_bits,
+            "held_fraction": (total_ref - ledger.total_key_bits) / total_ref if total_ref else 0.0,
+        },
+        "recall": {
+            "rule": {"min_tokens": rule.min_tokens, "max_mean_bits": rule.max_mean_bits},
+            "spans": [
+                {
+                    "first_token": sp.first,
+                    "last_token": sp.last,
+                    "start": sp.start,
+                    "end": sp.end,
+                    "tokens": sp.tokens,
+                    "bits": sp.bits,
+                    "text": vocab_text(sp.start, sp.end),
+                }
+                for sp in spans
+            ],
+        },
+        "extraction": {
+            "window": window,
+            "max_log2_probability": float(logp.max()) if len(logp) else None,
+            "at_token": int(np.argmax(logp)) if len(logp) else None,
+        },
+        "lines": groups(b"\n"),
+        "paragraphs": groups(b"\n\n"),
+        "tokens": [
+            {
+                "start": int(ledger.starts[i]),
+                "end": int(ledger.ends[i]),
+                "id": int(ledger.token_ids[i]),
+                "text": vocab_text(int(ledger.starts[i]), int(ledger.ends[i])),
+                "bits": float(ledger.bits[i]),
+                "key_bits": float(key_bits[i]),
+                "reference_bits": float(reference[i]),
+                "rank": int(ledger.ranks[i]),
+                "top": [
+                    {"id": int(t), "bits": float(b)}
+                    for t, b in zip(ledger.top_ids[i], ledger.top_bits[i], strict=True)
+                ],
+            }
+            for i in range(len(ledger.bits))
+        ],
+    }
