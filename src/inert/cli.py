@@ -366,6 +366,7 @@ def decode(key: str, blob_ref: str | None, output: str | None, force: bool, quie
     help="What the work costs without the blob: 8 bits per byte, or the best classical compressor.",
 )
 @click.option("--json", "json_path", metavar="PATH", help="Write the whole ledger as JSON.")
+@click.option("--html", "html_path", metavar="PATH", help="Write a self-contained HTML report.")
 @click.option("--segment-tokens", type=click.IntRange(1), help="Tokens per segment, as for encode.")
 @click.option(
     "--recall-tokens",
@@ -387,6 +388,7 @@ def explain(
     blob_ref: str | None,
     reference: str,
     json_path: str | None,
+    html_path: str | None,
     segment_tokens: int | None,
     recall_tokens: int,
     recall_bits: float,
@@ -421,6 +423,11 @@ def explain(
     if json_path:
         with atomic_output(json_path, force=force, binary=False) as out:
             out.write(json.dumps(result, ensure_ascii=False).encode())
+    if html_path:
+        from .html import render
+
+        with atomic_output(html_path, force=force, binary=False) as out:
+            out.write(render(result).encode())
     show_explanation(result)
 
 

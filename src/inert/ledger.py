@@ -256,7 +256,11 @@ def report(
                 "reference_bits": float(reference[i]),
                 "rank": int(ledger.ranks[i]),
                 "top": [
-                    {"id": int(t), "bits": float(b)}
+                    {
+                        "id": int(t),
+                        "text": ledger.token_bytes[t].decode("utf-8", errors="replace"),
+                        "bits": float(b),
+                    }
                     for t, b in zip(ledger.top_ids[i], ledger.top_bits[i], strict=True)
                 ],
             }

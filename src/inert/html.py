@@ -1,0 +1,113 @@
+"""A ledger report -> one self-contained HTML page: the work coloured token by token by bits.
+
+No network, no CDN: styles, the cumulative-bits chart (inline SVG) and a few lines of script
+are in the page. Large works show their first MAX_TOKENS tokens; the JSON has them all.
+"""
+
+from __future__ import annotations
+
+import html
+
+import jinja2
+
+MAX_TOKENS = 20_000  # beyond this a page gets sluggish in a browser
+CHART_POINTS = 600
+
+TEMPLATE = jinja2.Environment(autoescape=True).from_string(  # the work's text is escaped
+    """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<title>inert explain: {{ work }}</title>
+<style>
+body { font: 15px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 72em; color: #222; }
+table.totals td { padding: 0.15em 1em 0.15em 0; }
+pre.work { white-space: pre-wrap; word-wrap: break-word; font: 13px/1.5 ui-monospace, monospace;
+  border: 1px solid #ccc; padding: 1em; }
+.t:hover { outline: 1px solid #333; }
+.legend span { display: inline-block; width: 2.2em; text-align: center; font-size: 12px; }
+svg text { font-size: 11px; }
+</style></head><body>
+<h1>Where does this work live?</h1>
+<table class="totals">
+<tr><td>work</td><td>{{ work }} — {{ "{:,}".format(t.bytes) }} bytes, {{ "{:,}".format(t.tokens) }} tokens</td></tr>
+<tr><td>blob</td><td><code>{{ blob }}</code></td></tr>
+<tr><td>key</td><td id="key-bits">{{ "{:,.0f}".format(t.key_bits) }} bits ({{ "%.3f"|format(t.key_bits_per_byte) }} bits per byte)</td></tr>
+<tr><td>reference</td><td>{{ "{:,.0f}".format(t.reference_bits) }} bits: {{ reference }}</td></tr>
+<tr><td>held by the blob</td><td id="held">{{ "{:,.0f}".format(t.held_bits) }} bits = {{ "%.1f"|format(100 * t.held_fraction) }}% of the reference</td></tr>
+<tr><td>recalled spans</td><td>{{ spans|length }} (at least {{ rule.min_tokens }} tokens under {{ rule.max_mean_bits }} bits each)</td></tr>
+{% if extraction.max_log2_probability is not none %}<tr><td>extraction</td><td>most likely {{ extraction.window }}-token window: p = 2<sup>{{ "%.1f"|format(extraction.max_log2_probability) }}</sup></td></tr>{% endif %}
+</table>
+<h2>Cumulative bits: key against reference</h2>
+<svg width="720" height="240" viewBox="0 0 720 240" role="img" aria-label="cumulative bits">
+<rect x="50" y="10" width="660" height="200" fill="none" stroke="#999"/>
+<polyline fill="none" stroke="#c33" stroke-width="1.5" points="{{ ref_points }}"/>
+<polyline fill="none" stroke="#36c" stroke-width="1.5" points="{{ key_points }}"/>
+<text x="55" y="25" fill="#c33">reference</text><text x="55" y="40" fill="#36c">key</text>
+<text x="50" y="228">0</text><text x="660" y="228">{{ "{:,}".format(t.bytes) }} bytes</text>
+<text x="2" y="18">{{ "{:,.0f}".format(y_max) }}</text>
+</svg>
+{% if spans %}<h2>Recalled spans</h2><ol>{% for s in spans %}
+<li>bytes {{ s.start }}-{{ s.end }}, {{ s.tokens }} tokens, {{ "%.1f"|format(s.bits) }} bits: <q>{{ s.text[:200] }}</q></li>{% endfor %}</ol>{% endif %}
+<h2>The work, token by token</h2>
+<p class="legend">bits per token: {% for b, c in legend %}<span style="background:{{ c }}">{{ b }}</span>{% endfor %}
+— hover a token for its probability, rank and the blob's alternatives.
+Showing <span id="shown">{{ shown }}</span> of {{ "{:,}".format(t.tokens) }} tokens{% if shown < t.tokens %} (the JSON output has all of them){% endif %}.</p>
+<pre class="work">{{ body|safe }}</pre>
+<script>
+document.getElementById("shown").textContent = document.querySelectorAll(".t").length;
+</script>
+</body></html>
+"""
+)
+
+
+def colour(bits: float) -> str:
+    """0 bits: pale green (the blob knew it); 12+ bits: deep red (the key had to bring it)."""
+    x = min(max(bits / 12.0, 0.0), 1.0)
+    hue = 120 * (1 - x)
+    return f"hsl({hue:.0f}, 70%, {92 - 30 * x:.0f}%)"
+
+
+def polyline(xs: list[float], ys: list[float], x_max: float, y_max: float) -> str:
+    step = max(1, len(xs) // CHART_POINTS)
+    pts = [
+        (50 + 660 * x / x_max, 210 - 200 * y / y_max)
+        for x, y in zip(xs[::step] + xs[-1:], ys[::step] + ys[-1:], strict=True)
+    ]
+    return " ".join(f"{x:.1f},{y:.1f}" for x, y in [(50, 210), *pts])
+
+
+def render(result: dict) -> str:
+    tokens = result["tokens"]
+    shown = tokens[:MAX_TOKENS]
+    pieces = []
+    for tok in shown:
+        p = 2.0 ** -tok["bits"]
+        alternatives = ", ".join(f"{a['text']!r} {2.0 ** -a['bits']:.3f}" for a in tok["top"])
+        tip = f"{tok['bits']:.2f} bits (p = {p:.4f}), rank {tok['rank']}; blob's choices: {alternatives}"
+        pieces.append(
+            f'<span class="t" style="background:{colour(tok["key_bits"])}" title="{html.escape(tip)}">'
+            f"{html.escape(tok['text'])}</span>"
+        )
+    xs, key_y, ref_y, k, r = [0.0], [0.0], [0.0], 0.0, 0.0
+    for tok in tokens:
+        k += tok["key_bits"]
+        r += tok["reference_bits"]
+        xs.append(float(tok["end"]))
+        key_y.append(k)
+        ref_y.append(r)
+    x_max, y_max = max(xs[-1], 1.0), max(k, r, 1.0)
+    return TEMPLATE.render(
+        work=result["work"]["path"],
+        blob=result["blob"]["id"],
+        t=result["totals"],
+        reference=result["reference"]["name"],
+        spans=result["recall"]["spans"],
+        rule=result["recall"]["rule"],
+        extraction=result["extraction"],
+        shown=len(shown),
+        body="".join(pieces),
+        key_points=polyline(xs, key_y, x_max, y_max),
+        ref_points=polyline(xs, ref_y, x_max, y_max),
+        y_max=y_max,
+        legend=[(b, colour(b)) for b in (0, 1, 2, 4, 6, 8, 10, 12)],
+    )
