@@ -61,3 +61,29 @@ def test_resumed_run_equals_an_uninterrupted_one(tmp_path: Path) -> None:
     resumed = train(CORPUS, cfg, checkpoint=checkpoint, resume=True, log=logs.append).blob
     assert "resumed at step 4" in logs
     assert resumed == whole
+
+
+def test_explain_finds_recalled_text_and_not_a_new_paragraph(tmp_path: Path) -> None:
+    from inert.ledger import RecallRule, build_ledger, recalled_spans
+
+    cfg = replace(
+        TINY, dim=64, hidden_dim=128, context=64, batch_size=16, steps=250, warmup=10, threads=2
+    )
+    path = tmp_path / "memorised.blob"
+    path.write_bytes(
+        train(CORPUS, cfg, log=lambda _: None).blob
+    )  # overfits corpus.txt: it recalls it
+    text = (CORPUS / "corpus.txt").read_bytes()
+    cut = text.index(b"\n\n") + 2
+    new = b"A completely different paragraph about quantum gardening, violet submarines and xylophones.\n\n"
+    work = text[:cut] + new + text[cut:]
+    ledger = build_ledger(
+        work, codec.load_model(open_blob(path)), codec.CodecSettings(segment_tokens=64)
+    )
+    spans = recalled_spans(ledger, RecallRule(min_tokens=16, max_mean_bits=0.5))
+    assert spans, "the memorised text is recalled"
+    assert all(
+        s.end <= cut or s.start >= cut + len(new) for s in spans
+    )  # never inside the new paragraph
+    recalled = sum(s.end - s.start for s in spans)
+    assert recalled > 0.6 * len(text)

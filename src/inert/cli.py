@@ -362,11 +362,13 @@ def decode(key: str, blob_ref: str | None, output: str | None, force: bool, quie
     "--reference",
     default="pad",
     show_default=True,
-    metavar="pad|classical",
-    help="What the work costs without the blob: 8 bits per byte, or the best classical compressor.",
+    metavar="pad|classical|BLOB",
+    help="What the work costs without the blob: 8 bits per byte, the best classical compressor, "
+    "or a second model blob's key.",
 )
 @click.option("--json", "json_path", metavar="PATH", help="Write the whole ledger as JSON.")
 @click.option("--html", "html_path", metavar="PATH", help="Write a self-contained HTML report.")
+@click.option("--plot", "plot_path", metavar="PATH.png", help="Plot the bits (needs matplotlib).")
 @click.option("--segment-tokens", type=click.IntRange(1), help="Tokens per segment, as for encode.")
 @click.option(
     "--recall-tokens",
@@ -389,6 +391,7 @@ def explain(
     reference: str,
     json_path: str | None,
     html_path: str | None,
+    plot_path: str | None,
     segment_tokens: int | None,
     recall_tokens: int,
     recall_bits: float,
@@ -404,19 +407,23 @@ def explain(
         raise InertError(
             f"{blob.path} is a pad; it holds nothing of any work", hint="explain needs a model blob"
         )
-    if reference not in ("pad", "classical"):
-        raise click.UsageError("--reference must be pad or classical")
     with open_input(work, "the work") as (src, _):
         data = src.read()
     settings = codec.CodecSettings(segment_tokens) if segment_tokens else codec.CodecSettings()
     book = ledger.build_ledger(data, codec.load_model(blob), settings)
     if reference == "pad":
         name, ref_bits = "pad (8 bits per byte)", ledger.pad_reference(book)
-    else:
+    elif reference == "classical":
         from .classical import best
 
         compressor, size = best(data)
         name, ref_bits = f"classical: {compressor}", ledger.spread_by_bytes(book, 8.0 * size)
+    else:
+        other = resolve_blob(Store(), reference)
+        if other.kind is not Kind.MODEL:
+            raise click.UsageError("--reference must be pad, classical or a model blob")
+        other_book = ledger.build_ledger(data, codec.load_model(other), settings)
+        name, ref_bits = f"model {other.id_hex}", ledger.blob_reference(book, other_book)
     result = ledger.report(book, name, ref_bits, ledger.RecallRule(recall_tokens, recall_bits))
     result["work"] = {"path": work, "bytes": len(data)}
     result["blob"] = {"id": blob.id_hex, "path": str(blob.path)}
@@ -428,6 +435,11 @@ def explain(
 
         with atomic_output(html_path, force=force, binary=False) as out:
             out.write(render(result).encode())
+    if plot_path:
+        from .plot import plot
+
+        with atomic_output(plot_path, force=force) as out:
+            plot(result, out)
     show_explanation(result)
 
 

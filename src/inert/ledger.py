@@ -108,9 +108,12 @@ def spread_by_bytes(ledger: Ledger, total_bits: float) -> np.ndarray:
 
 @dataclass(frozen=True)
 class RecallRule:
-    """A recalled span: at least `min_tokens` tokens in a row whose mean cost is below `max_mean_bits`.
+    """Recall: every token of a recalled span lies in some window of `min_tokens` consecutive
+    tokens whose mean cost is below `max_mean_bits`; spans are the maximal runs of such tokens.
 
-    Spans are maximal: grown token by token while the mean stays under the bound.
+    A window cannot average under the bound across many expensive tokens, so a span stops
+    where the blob stops knowing the text, while one surprising token inside a long recalled
+    passage does not break it.
     """
 
     min_tokens: int = 32
@@ -131,31 +134,31 @@ class Span:
 
 
 def recalled_spans(ledger: Ledger, rule: RecallRule = RecallRule()) -> list[Span]:
-    """Maximal runs the blob predicts almost perfectly (verbatim recall), left to right."""
-    bits = ledger.key_bits
-    budget = bits - rule.max_mean_bits  # a run qualifies while its budget sum stays below 0
-    running = np.concatenate([[0.0], np.cumsum(budget)])  # running[i] = Σ budget[:i]
+    """Maximal runs the blob predicts almost perfectly (verbatim recall), left to right.
+
+    Judged on -log2 p alone: the coder's per-segment flush says nothing about the blob.
+    """
+    bits = ledger.bits
     m, T = rule.min_tokens, len(bits)
-    starts = np.flatnonzero(running[m:] - running[: max(T - m + 1, 0)] < 0)  # qualifying windows
-    spans: list[Span] = []
-    i = 0
-    for first in starts:
-        if first < i:
-            continue  # inside the previous span
-        last = first + m - 1
-        while last + 1 < T and running[last + 2] - running[first] < 0:
-            last += 1
-        spans.append(
-            Span(
-                int(first),
-                int(last),
-                int(ledger.starts[first]),
-                int(ledger.ends[last]),
-                float(bits[first : last + 1].sum()),
-            )
+    if m > T:
+        return []
+    running = np.concatenate([[0.0], np.cumsum(bits - rule.max_mean_bits)])
+    starts = np.flatnonzero(running[m:] - running[:-m] < 0)  # windows [i, i+m) under the bound
+    covered = np.zeros(T + 1, dtype=np.int64)
+    np.add.at(covered, starts, 1)
+    np.add.at(covered, starts + m, -1)
+    inside = np.cumsum(covered[:T]) > 0  # (T,) token lies in some qualifying window
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], inside.astype(np.int8), [0]])))
+    return [
+        Span(
+            int(a),
+            int(b - 1),
+            int(ledger.starts[a]),
+            int(ledger.ends[b - 1]),
+            float(bits[a:b].sum()),
         )
-        i = last + 1
-    return spans
+        for a, b in zip(edges[::2], edges[1::2], strict=True)
+    ]
 
 
 def extraction_log2_probabilities(ledger: Ledger, window: int = 50) -> np.ndarray:
@@ -267,3 +270,20 @@ def report(
             for i in range(len(ledger.bits))
         ],
     }
+
+
+def blob_reference(ledger: Ledger, other: Ledger) -> np.ndarray:
+    """(T,) bits a second model's key spends on each of this ledger's tokens.
+
+    The two blobs tokenize differently, so the other model's per-token cost is spread over
+    its tokens' bytes and summed again over this ledger's token spans.
+    """
+    if other.work != ledger.work:
+        raise ValueError("the two ledgers must describe the same work")
+    lengths = (other.ends - other.starts).astype(np.float64)
+    per_byte = np.repeat(other.key_bits / np.maximum(lengths, 1.0), (other.ends - other.starts))
+    if len(ledger.starts) == 0:
+        return np.zeros(0)
+    return (
+        np.add.reduceat(per_byte, ledger.starts) if len(per_byte) else np.zeros(len(ledger.starts))
+    )

@@ -1,0 +1,43 @@
+"""A ledger report -> a PNG: cumulative bits of the key against the reference, and bits per token.
+
+Needs matplotlib (the optional `plot` extra); nothing else in inert does.
+"""
+
+from __future__ import annotations
+
+from typing import BinaryIO
+
+from .errors import InertError
+
+
+def plot(result: dict, out: BinaryIO) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")  # files only, no display
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise InertError("--plot needs matplotlib", hint="pip install 'inert[plot]'") from None
+    tokens = result["tokens"]
+    ends = [t["end"] for t in tokens]
+    key, ref, k, r = [], [], 0.0, 0.0
+    for t in tokens:
+        k += t["key_bits"]
+        r += t["reference_bits"]
+        key.append(k)
+        ref.append(r)
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 6), sharex=True, height_ratios=[2, 1])
+    top.plot(ends, ref, color="#c33", label=f"reference: {result['reference']['name']}")
+    top.plot(ends, key, color="#36c", label="key")
+    top.fill_between(ends, key, ref, color="#9c9", alpha=0.3, label="held by the blob")
+    top.set_ylabel("cumulative bits")
+    top.legend(loc="upper left")
+    top.set_title(f"{result['work']['path']} against blob {result['blob']['id']}")
+    bottom.plot(ends, [t["key_bits"] for t in tokens], linewidth=0.6, color="#36c")
+    for span in result["recall"]["spans"]:
+        bottom.axvspan(span["start"], span["end"], color="#9c9", alpha=0.5)
+    bottom.set_ylabel("bits per token")
+    bottom.set_xlabel("byte offset in the work")
+    fig.tight_layout()
+    fig.savefig(out, format="png", dpi=100)
+    plt.close(fig)
