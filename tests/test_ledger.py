@@ -84,3 +84,14 @@ def test_lines_and_paragraphs_partition_the_bits(tiny) -> None:
         assert groups[0][0] == 0 and groups[-1][1] == len(TEXT)
         assert abs(sum(g[2] for g in groups) - ledger.total_key_bits) < 1e-6
         assert abs(sum(g[3] for g in groups) - 8 * len(TEXT)) < 1e-6
+
+
+def test_top_tokens_are_best_first_with_ties_to_the_lower_id() -> None:
+    from inert.ledger import top_tokens
+
+    freq = np.array([[5, 9, 9, 1, 9, 2], [1, 1, 1, 1, 1, 1], [0, 3, 7, 7, 1, 8]])
+    assert top_tokens(freq, 3).tolist() == [[1, 2, 4], [0, 1, 2], [5, 2, 3]]
+    rng = np.random.default_rng(0)
+    many = rng.integers(0, 5, size=(200, 50))
+    expected = np.argsort(-many, axis=1, kind="stable")[:, :4]
+    assert np.array_equal(top_tokens(many, 4), expected)

@@ -42,6 +42,19 @@ class Ledger:
         return float(self.key_bits.sum())
 
 
+def top_tokens(freq: np.ndarray, k: int) -> np.ndarray:
+    """(n, k) the k most likely tokens of each row of freq (n, V), best first, ties by lower id."""
+    candidates = np.argpartition(-freq, k - 1, axis=1)[:, :k]  # the top k, in no order
+    chosen = np.take_along_axis(freq, candidates, axis=1)
+    cutoff = chosen.min(axis=1, keepdims=True)
+    # where more tokens tie at the cutoff than were taken, the partition chose arbitrarily:
+    # redo those (rare) rows with a stable full sort so lower ids win
+    for row in np.flatnonzero((freq == cutoff).sum(axis=1) > (chosen == cutoff).sum(axis=1)):
+        candidates[row] = np.argsort(-freq[row], kind="stable")[:k]
+    ranked = np.take_along_axis(freq, candidates, axis=1)
+    return np.take_along_axis(candidates, np.lexsort((candidates, -ranked), axis=1), axis=1)
+
+
 def build_ledger(
     work: bytes, loaded: LoadedModel, settings: CodecSettings | None = None, top_k: int = 5
 ) -> Ledger:
@@ -71,7 +84,7 @@ def build_ledger(
             32 * len(words) + 8 * len(encode_uvarint(len(words))) - bits[start:end].sum()
         )
         ranks[start:end] = 1 + np.sum(freq > chosen[:, None], axis=1)
-        best = np.argsort(-freq, axis=1, kind="stable")[:, :k]  # ties: lower token id first
+        best = top_tokens(freq, k)
         top_ids[start:end] = best
         top_bits[start:end] = -np.log2(np.take_along_axis(freq, best, axis=1) / FREQ_TOTAL)
     return Ledger(
