@@ -434,7 +434,7 @@ def explain(
         from .html import render
 
         with atomic_output(html_path, force=force, binary=False) as out:
-            out.write(render(result).encode())
+            out.write(render(result, data).encode())
     if plot_path:
         from .plot import plot
 

@@ -23,7 +23,7 @@ table.totals td { padding: 0.15em 1em 0.15em 0; }
 pre.work { white-space: pre-wrap; word-wrap: break-word; font: 13px/1.5 ui-monospace, monospace;
   border: 1px solid #ccc; padding: 1em; }
 .t:hover { outline: 1px solid #333; }
-.legend span { display: inline-block; width: 2.2em; text-align: center; font-size: 12px; }
+.legend .swatch { display: inline-block; width: 2.2em; text-align: center; font-size: 12px; }
 svg text { font-size: 11px; }
 </style></head><body>
 <h1>Where does this work live?</h1>
@@ -48,9 +48,10 @@ svg text { font-size: 11px; }
 {% if spans %}<h2>Recalled spans</h2><ol>{% for s in spans %}
 <li>bytes {{ s.start }}-{{ s.end }}, {{ s.tokens }} tokens, {{ "%.1f"|format(s.bits) }} bits: <q>{{ s.text[:200] }}</q></li>{% endfor %}</ol>{% endif %}
 <h2>The work, token by token</h2>
-<p class="legend">bits per token: {% for b, c in legend %}<span style="background:{{ c }}">{{ b }}</span>{% endfor %}
+<p class="legend">bits per token: {% for b, c in legend %}<span class="swatch" style="background:{{ c }}">{{ b }}</span>{% endfor %}
 — hover a token for its probability, rank and the blob's alternatives.
-Showing <span id="shown">{{ shown }}</span> of {{ "{:,}".format(t.tokens) }} tokens{% if shown < t.tokens %} (the JSON output has all of them){% endif %}.</p>
+Showing the first {{ "{:,}".format(shown_tokens) }} of {{ "{:,}".format(t.tokens) }} tokens{% if shown_tokens < t.tokens %} (the JSON output has all of them){% endif %}
+in <span id="shown">{{ shown }}</span> coloured pieces.</p>
 <pre class="work">{{ body|safe }}</pre>
 <script>
 document.getElementById("shown").textContent = document.querySelectorAll(".t").length;
@@ -76,17 +77,43 @@ def polyline(xs: list[float], ys: list[float], x_max: float, y_max: float) -> st
     return " ".join(f"{x:.1f},{y:.1f}" for x, y in [(50, 210), *pts])
 
 
-def render(result: dict) -> str:
+def display_units(work: bytes, tokens: list[dict]) -> list[tuple[str, list[dict]]]:
+    """Group tokens so each group's bytes are whole UTF-8 characters (a token may split one)."""
+    units, i = [], 0
+    while i < len(tokens):
+        j = i + 1
+        while True:
+            try:
+                text = work[tokens[i]["start"] : tokens[j - 1]["end"]].decode("utf-8")
+                break
+            except UnicodeDecodeError:
+                if j - i >= 4 or j == len(tokens):  # not text after all: show replacement marks
+                    text = work[tokens[i]["start"] : tokens[j - 1]["end"]].decode(
+                        "utf-8", errors="replace"
+                    )
+                    break
+                j += 1
+        units.append((text, tokens[i:j]))
+        i = j
+    return units
+
+
+def render(result: dict, work: bytes) -> str:
     tokens = result["tokens"]
     shown = tokens[:MAX_TOKENS]
     pieces = []
-    for tok in shown:
-        p = 2.0 ** -tok["bits"]
-        alternatives = ", ".join(f"{a['text']!r} {2.0 ** -a['bits']:.3f}" for a in tok["top"])
-        tip = f"{tok['bits']:.2f} bits (p = {p:.4f}), rank {tok['rank']}; blob's choices: {alternatives}"
+    for text, group in display_units(work, shown):
+        tips = []
+        for tok in group:
+            alternatives = ", ".join(f"{a['text']!r} {2.0 ** -a['bits']:.3f}" for a in tok["top"])
+            tips.append(
+                f"{tok['bits']:.2f} bits (p = {2.0 ** -tok['bits']:.4f}), rank {tok['rank']}; "
+                f"blob's choices: {alternatives}"
+            )
+        bits = sum(tok["key_bits"] for tok in group) / len(group)
         pieces.append(
-            f'<span class="t" style="background:{colour(tok["key_bits"])}" title="{html.escape(tip)}">'
-            f"{html.escape(tok['text'])}</span>"
+            f'<span class="t" style="background:{colour(bits)}" title="{html.escape(" | ".join(tips))}">'
+            f"{html.escape(text)}</span>"
         )
     xs, key_y, ref_y, k, r = [0.0], [0.0], [0.0], 0.0, 0.0
     for tok in tokens:
@@ -104,7 +131,8 @@ def render(result: dict) -> str:
         spans=result["recall"]["spans"],
         rule=result["recall"]["rule"],
         extraction=result["extraction"],
-        shown=len(shown),
+        shown=len(pieces),
+        shown_tokens=len(shown),
         body="".join(pieces),
         key_points=polyline(xs, key_y, x_max, y_max),
         ref_points=polyline(xs, ref_y, x_max, y_max),
