@@ -398,8 +398,6 @@ def explain(
     force: bool,
 ) -> None:
     """Where does WORK live: how many of its bits the blob held, and how many the key brings."""
-    import json
-
     from . import codec, ledger
 
     blob = resolve_blob(Store(), blob_ref)
@@ -429,7 +427,7 @@ def explain(
     result["blob"] = {"id": blob.id_hex, "path": str(blob.path)}
     if json_path:
         with atomic_output(json_path, force=force, binary=False) as out:
-            out.write(json.dumps(result, ensure_ascii=False).encode())
+            ledger.write_json(result, out)
     if html_path:
         from .html import render
 

@@ -69,11 +69,7 @@ def colour(bits: float) -> str:
 
 
 def polyline(xs: list[float], ys: list[float], x_max: float, y_max: float) -> str:
-    step = max(1, len(xs) // CHART_POINTS)
-    pts = [
-        (50 + 660 * x / x_max, 210 - 200 * y / y_max)
-        for x, y in zip(xs[::step] + xs[-1:], ys[::step] + ys[-1:], strict=True)
-    ]
+    pts = [(50 + 660 * x / x_max, 210 - 200 * y / y_max) for x, y in zip(xs, ys, strict=True)]
     return " ".join(f"{x:.1f},{y:.1f}" for x, y in [(50, 210), *pts])
 
 
@@ -99,8 +95,20 @@ def display_units(work: bytes, tokens: list[dict]) -> list[tuple[str, list[dict]
 
 
 def render(result: dict, work: bytes) -> str:
+    """One pass over the tokens: the first MAX_TOKENS are drawn, all of them feed the chart."""
     tokens = result["tokens"]
-    shown = tokens[:MAX_TOKENS]
+    step = max(1, len(tokens) // CHART_POINTS)
+    shown: list[dict] = []
+    xs, key_y, ref_y, k, r = [0.0], [0.0], [0.0], 0.0, 0.0
+    for i, tok in enumerate(tokens):
+        if i < MAX_TOKENS:
+            shown.append(tok)
+        k += tok["key_bits"]
+        r += tok["reference_bits"]
+        if i % step == 0 or i == len(tokens) - 1:
+            xs.append(float(tok["end"]))
+            key_y.append(k)
+            ref_y.append(r)
     pieces = []
     for text, group in display_units(work, shown):
         tips = []
@@ -115,13 +123,6 @@ def render(result: dict, work: bytes) -> str:
             f'<span class="t" style="background:{colour(bits)}" title="{html.escape(" | ".join(tips))}">'
             f"{html.escape(text)}</span>"
         )
-    xs, key_y, ref_y, k, r = [0.0], [0.0], [0.0], 0.0, 0.0
-    for tok in tokens:
-        k += tok["key_bits"]
-        r += tok["reference_bits"]
-        xs.append(float(tok["end"]))
-        key_y.append(k)
-        ref_y.append(r)
     x_max, y_max = max(xs[-1], 1.0), max(k, r, 1.0)
     return TEMPLATE.render(
         work=result["work"]["path"],

@@ -9,7 +9,10 @@ key bits sum to the key's payload bits exactly.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import BinaryIO
 
 import numpy as np
 
@@ -208,6 +211,48 @@ def group_bits(
 # ---------------------------------------------------------------------------- report
 
 
+class TokenRecords:
+    """The ledger's tokens as JSON-ready dicts, produced on each iteration: a report of any
+    size holds numpy arrays, never a dict per token."""
+
+    def __init__(self, ledger: Ledger, reference: np.ndarray) -> None:
+        self.ledger, self.reference = ledger, reference
+
+    def __len__(self) -> int:
+        return len(self.ledger.bits)
+
+    def __iter__(self) -> Iterator[dict]:
+        lg, key_bits = self.ledger, self.ledger.key_bits
+        text = {
+            t: lg.token_bytes[t].decode("utf-8", errors="replace") for t in np.unique(lg.top_ids)
+        }
+        for i in range(len(lg.bits)):
+            a, b = int(lg.starts[i]), int(lg.ends[i])
+            yield {
+                "start": a,
+                "end": b,
+                "id": int(lg.token_ids[i]),
+                "text": lg.work[a:b].decode("utf-8", errors="replace"),
+                "bits": float(lg.bits[i]),
+                "key_bits": float(key_bits[i]),
+                "reference_bits": float(self.reference[i]),
+                "rank": int(lg.ranks[i]),
+                "top": [
+                    {"id": int(t), "text": text[t], "bits": float(bits)}
+                    for t, bits in zip(lg.top_ids[i], lg.top_bits[i], strict=True)
+                ],
+            }
+
+
+def write_json(result: dict, out: BinaryIO) -> None:
+    """The report as JSON, its token list streamed one record at a time."""
+    head = {k: v for k, v in result.items() if k != "tokens"}
+    out.write(json.dumps(head, ensure_ascii=False)[:-1].encode() + b', "tokens": [')
+    for i, record in enumerate(result["tokens"]):
+        out.write((b", " if i else b"") + json.dumps(record, ensure_ascii=False).encode())
+    out.write(b"]}")
+
+
 def report(
     ledger: Ledger,
     reference_name: str,
@@ -215,9 +260,8 @@ def report(
     rule: RecallRule = RecallRule(),
     window: int = 50,
 ) -> dict:
-    """The whole ledger as plain data (the `--json` schema, docs/EXPLAIN.md)."""
+    """The whole ledger as plain data (the `--json` schema, docs/EXPLAIN.md); "tokens" is lazy."""
     vocab_text = lambda a, b: ledger.work[a:b].decode("utf-8", errors="replace")  # noqa: E731
-    key_bits = ledger.key_bits
     logp = extraction_log2_probabilities(ledger, window)
     spans = recalled_spans(ledger, rule)
     groups = lambda sep: [  # noqa: E731
@@ -261,27 +305,7 @@ def report(
         },
         "lines": groups(b"\n"),
         "paragraphs": groups(b"\n\n"),
-        "tokens": [
-            {
-                "start": int(ledger.starts[i]),
-                "end": int(ledger.ends[i]),
-                "id": int(ledger.token_ids[i]),
-                "text": vocab_text(int(ledger.starts[i]), int(ledger.ends[i])),
-                "bits": float(ledger.bits[i]),
-                "key_bits": float(key_bits[i]),
-                "reference_bits": float(reference[i]),
-                "rank": int(ledger.ranks[i]),
-                "top": [
-                    {
-                        "id": int(t),
-                        "text": ledger.token_bytes[t].decode("utf-8", errors="replace"),
-                        "bits": float(b),
-                    }
-                    for t, b in zip(ledger.top_ids[i], ledger.top_bits[i], strict=True)
-                ],
-            }
-            for i in range(len(ledger.bits))
-        ],
+        "tokens": TokenRecords(ledger, reference),  # one dict per token, made as it is read
     }
 
 

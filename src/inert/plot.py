@@ -18,14 +18,14 @@ def plot(result: dict, out: BinaryIO) -> None:
         import matplotlib.pyplot as plt
     except ImportError:
         raise InertError("--plot needs matplotlib", hint="pip install 'inert[plot]'") from None
-    tokens = result["tokens"]
-    ends = [t["end"] for t in tokens]
-    key, ref, k, r = [], [], 0.0, 0.0
-    for t in tokens:
+    ends, key, ref, per_token, k, r = [], [], [], [], 0.0, 0.0
+    for t in result["tokens"]:  # one pass: the tokens are made as they are read
         k += t["key_bits"]
         r += t["reference_bits"]
+        ends.append(t["end"])
         key.append(k)
         ref.append(r)
+        per_token.append(t["key_bits"])
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 6), sharex=True, height_ratios=[2, 1])
     top.plot(ends, ref, color="#c33", label=f"reference: {result['reference']['name']}")
     top.plot(ends, key, color="#36c", label="key")
@@ -33,7 +33,7 @@ def plot(result: dict, out: BinaryIO) -> None:
     top.set_ylabel("cumulative bits")
     top.legend(loc="upper left")
     top.set_title(f"{result['work']['path']} against blob {result['blob']['id']}")
-    bottom.plot(ends, [t["key_bits"] for t in tokens], linewidth=0.6, color="#36c")
+    bottom.plot(ends, per_token, linewidth=0.6, color="#36c")
     for span in result["recall"]["spans"]:
         bottom.axvspan(span["start"], span["end"], color="#9c9", alpha=0.5)
     bottom.set_ylabel("bits per token")
