@@ -53,7 +53,7 @@ def test_integer_matmul_is_exact_where_float32_would_not_be() -> None:
     w = rng.integers(-127, 128, size=(5, 4096)).astype(np.float64)
     w[0] = 127
     exact_ints = q.astype(np.int64) @ w.astype(np.int64).T
-    got = exact.matmul_q(q, np.ones(3), w.T.astype(np.float32), np.ones(5))
+    got = exact.matmul_q(q, np.ones(3), np.ascontiguousarray(w.T), np.ones(5))
     assert np.array_equal(got, exact_ints.astype(np.float64))
     naive = (q.astype(np.float32) @ w.T.astype(np.float32)).astype(np.float64)
     assert not np.array_equal(naive, exact_ints)  # plain float32 would be wrong here

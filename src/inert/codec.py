@@ -10,6 +10,7 @@ engine's integer frequency tables; its length in bits is Σ -log2 p plus < 64 bi
 from __future__ import annotations
 
 import io
+import os
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -54,7 +55,7 @@ class LoadedModel:
 @cache
 def _load(path: str, sha256: bytes) -> tuple[Model, Engine]:
     model = read_model(path)
-    return model, Engine(model)
+    return model, Engine(model, threads=os.cpu_count() or 1)
 
 
 def load_model(blob: Blob) -> LoadedModel:

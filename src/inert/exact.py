@@ -26,7 +26,6 @@ LN_2 = 0.6931471805599453  # float64 nearest to ln(2)
 # 16-bit activations and 24-bit frequencies resolve.
 _EXP_COEFFS = tuple(1.0 / math.factorial(k) for k in range(7, -1, -1))
 
-INNER_CHUNK = 1024  # float32 products of 8-bit halves stay exact over this many terms
 ACT_MAX = 32767.0  # activations are quantized to signed 16 bits: the measured-free choice
 PROB_ONE = 2.0**24  # attention weights before their 16-bit requantization
 
@@ -75,23 +74,16 @@ def quantize(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def matmul_q(
     q: np.ndarray, q_scale: np.ndarray, w_t: np.ndarray, w_scale: np.ndarray
 ) -> np.ndarray:
-    """(q * q_scale) @ (w_t * w_scale) with an exact integer product in float32 BLAS.
+    """(q * q_scale) @ (w_t * w_scale) with an exact integer product in float64 BLAS.
 
-    q: (..., n) int16-valued float64; w_t: (n, m) int8-valued float32; w_scale: (m,).
-    Each 16-bit q is split into 8-bit halves, q = 256*hi + lo with hi in [-128, 128] and lo
-    in [-128, 127], stacked as rows of one float32 product, so the weights are read once.
-    Every product is at most 128*127 = 16256 in magnitude, so a sum over an inner chunk of
-    1024 stays below 2**24 and float32 holds every partial sum exactly.
+    q: (..., n) int16-valued float64; w_t: (n, m) int8-valued float64; w_scale: (m,).
+    Every product is at most 32767*127 < 2**22 in magnitude, so any partial sum of fewer
+    than 2**31 terms stays below 2**53: float64 holds it exactly, in whatever order, blocking
+    or thread count BLAS adds. (Measured 2x faster here than two exact float32 products of
+    8-bit halves, the way for backends without fast float64.)
     """
     lead, n = q.shape[:-1], q.shape[-1]
-    q2 = q.reshape(-1, n)
-    hi = np.floor((q2 + 128.0) / 256.0)
-    halves = np.concatenate([hi, q2 - 256.0 * hi]).astype(np.float32)  # (2N, n), exact
-    acc = np.zeros((halves.shape[0], w_t.shape[1]))  # (2N, m) float64
-    for a in range(0, n, INNER_CHUNK):
-        acc += halves[:, a : a + INNER_CHUNK] @ w_t[a : a + INNER_CHUNK]  # exact integers < 2**24
-    rows = q2.shape[0]
-    acc = acc[:rows] * 256.0 + acc[rows:]  # exact: |acc| < 2**22 * n
+    acc = q.reshape(-1, n) @ w_t  # (N, m) exact integers
     return ((acc * q_scale.reshape(-1, 1)) * w_scale).reshape(*lead, -1)
 
 
