@@ -44,6 +44,10 @@ TRAIN: dict[str, tuple[str, str]] = {
         "GPL-2+ or CC-BY-SA-3.0 (The Debian Administrator's Handbook)",
     ),
     "perl-doc": ("perl-doc", "GPL-1+ or Artistic (Perl documentation)"),
+    "postgresql-doc": ("postgresql-doc-15", "PostgreSQL license (permissive, BSD-like)"),
+    "nodejs-doc": ("nodejs-doc", "Expat/MIT (Node.js API documentation)"),
+    "git-doc": ("git-doc", "GPL-2 (Git documentation)"),
+    "sqlite-doc": ("sqlite3-doc", "public domain (SQLite documentation)"),
 }
 EVAL: dict[str, tuple[str, str]] = {
     "python-docs": ("python3.11-doc", "PSF-2.0 (Python documentation)"),
@@ -127,6 +131,18 @@ def clean_perl_doc(root: Path) -> str:
     return "\n".join(p.read_text(errors="replace") for p in sorted(root.rglob("*.pod")))
 
 
+def html_pages_text(folder: Path) -> str:
+    return "\n".join(
+        html_to_text(p.read_text(errors="replace")) for p in sorted(folder.rglob("*.html"))
+    )
+
+
+def clean_nodejs_doc(root: Path) -> str:
+    pages = sorted((root / "usr/share/doc/nodejs/api").glob("*.md.gz"))
+    text = "\n".join(gzip.decompress(p.read_bytes()).decode(errors="replace") for p in pages)
+    return re.sub(r"<!--.*?-->\n?", "", text, flags=re.S)  # YAML/TOC markers, not prose
+
+
 CLEANERS: dict[str, Callable[[Path, Path], str]] = {
     "kjv-bible": clean_bible,
     "devils-dictionary": lambda root, _: dictd_text(root, "devil"),
@@ -137,6 +153,12 @@ CLEANERS: dict[str, Callable[[Path, Path], str]] = {
     "debian-reference": lambda root, _: clean_debian_reference(root),
     "debian-handbook": lambda root, _: clean_handbook(root),
     "perl-doc": lambda root, _: clean_perl_doc(root),
+    "postgresql-doc": lambda root, _: html_pages_text(root / "usr/share/doc/postgresql-doc-15"),
+    "nodejs-doc": lambda root, _: clean_nodejs_doc(root),
+    "git-doc": lambda root, _: "\n".join(
+        p.read_text(errors="replace") for p in sorted(root.rglob("usr/share/doc/git-doc/*.txt"))
+    ),
+    "sqlite-doc": lambda root, _: html_pages_text(root / "usr/share/doc/sqlite3"),
 }
 
 

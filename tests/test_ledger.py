@@ -95,3 +95,9 @@ def test_top_tokens_are_best_first_with_ties_to_the_lower_id() -> None:
     many = rng.integers(0, 5, size=(200, 50))
     expected = np.argsort(-many, axis=1, kind="stable")[:, :4]
     assert np.array_equal(top_tokens(many, 4), expected)
+    # a real vocabulary's width takes the block search: heavy tails, ties inside and across blocks
+    wide = (rng.pareto(1.0, size=(300, 4096)) * 50).astype(np.int64) + 1
+    wide[:20] = rng.integers(1, 4, size=(20, 4096))  # ties at the cutoff everywhere
+    wide[20:40, ::97] = 10**6  # the best tokens tie, spread over many blocks
+    expected = np.argsort(-wide, axis=1, kind="stable")[:, :5]
+    assert np.array_equal(top_tokens(wide, 5), expected)

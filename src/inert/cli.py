@@ -543,6 +543,13 @@ def imagine(
 @click.option("--lr", type=float, default=2e-3, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
+    "--source-cap",
+    type=SizeType(),
+    default="8M",
+    show_default=True,
+    help="Bytes taken from each corpus file (slices spread evenly), so no source dominates.",
+)
+@click.option(
     "--threads", type=click.IntRange(0), default=0, help="torch CPU threads [default: all cores]."
 )
 @click.option(
