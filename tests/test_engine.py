@@ -54,6 +54,21 @@ def test_batch_of_16_equals_each_alone(tiny) -> None:
         assert np.array_equal(together[i], alone[0])
 
 
+def test_engine_threads_do_not_change_a_bit(tiny) -> None:
+    from inert.engine import Engine
+
+    batch = np.random.default_rng(3).integers(0, tiny.model.config.vocab_size, size=(5, 60))
+    tables = []
+    for threads in (1, 2, 3, 8):
+        e = Engine(tiny.model, threads)
+        cache = e.new_cache(5, 60)
+        first = e.frequencies(batch[:, :33], cache)  # prefill, then steps on the threads' views
+        rest = [e.frequencies(batch[:, i : i + 1], cache) for i in range(33, 60)]
+        tables.append(np.concatenate([first, *rest], axis=1))
+        assert cache.length == 60
+    assert all(np.array_equal(tables[0], t) for t in tables[1:])
+
+
 FINGERPRINT = """
 import hashlib, sys
 import numpy as np
@@ -62,7 +77,7 @@ from tinymodel import tiny_model_bytes
 from inert import codec
 from inert.store import open_blob
 open({blob!r}, "wb").write(tiny_model_bytes(seed=0, dim=128, hidden_dim=384, n_heads=8, n_kv_heads=4, max_seq_len=128))
-e = codec.load_model(open_blob({blob!r})).engine
+e = codec.load_model(open_blob({blob!r}), threads={threads}).engine
 x = np.random.default_rng(5).integers(0, e.config.vocab_size, size=(4, 128))
 print(hashlib.sha256(e.frequencies(x, e.new_cache(4, 128)).tobytes()).hexdigest())
 """
@@ -78,7 +93,9 @@ def test_thread_count_does_not_change_a_bit(tmp_path: Path) -> None:
             "MKL_NUM_THREADS": threads,
         }
         script = FINGERPRINT.format(
-            tests=str(Path(__file__).parent), blob=str(tmp_path / f"m{threads}.blob")
+            tests=str(Path(__file__).parent),
+            blob=str(tmp_path / f"m{threads}.blob"),
+            threads=threads,
         )
         result = subprocess.run(
             [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300

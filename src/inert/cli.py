@@ -158,6 +158,13 @@ force_option = click.option(
 quiet_option = click.option(
     "-q", "--quiet", is_flag=True, help="Print nothing but errors and warnings."
 )
+threads_option = click.option(
+    "-T",
+    "--threads",
+    type=click.IntRange(0),
+    default=0,
+    help="Threads evaluating a model; keys never depend on it [default: 0 = every core].",
+)
 
 
 @click.group(epilog=EXAMPLES, context_settings={"help_option_names": ["-h", "--help"]})
@@ -197,6 +204,7 @@ def cli(debug: bool) -> None:
     type=click.IntRange(1),
     help="Model blobs: tokens per independently coded segment [default: 512, at most the model's context].",
 )
+@threads_option
 @force_option
 @quiet_option
 def encode(
@@ -205,6 +213,7 @@ def encode(
     output: str | None,
     offset: int | None,
     segment_tokens: int | None,
+    threads: int,
     force: bool,
     quiet: bool,
 ) -> None:
@@ -222,7 +231,7 @@ def encode(
     if blob.kind is Kind.MODEL:
         if offset is not None:
             raise click.UsageError("--offset applies to pad blobs only; this blob is a model")
-        encode_with_model(work, blob, output, segment_tokens, force, quiet)
+        encode_with_model(work, blob, output, segment_tokens, threads, force, quiet)
     else:
         encode_with_pad(work, blob, store, output, offset, force, quiet)
 
@@ -261,11 +270,17 @@ def encode_with_pad(
 
 
 def encode_with_model(
-    work: str, blob: Blob, output: str, segment_tokens: int | None, force: bool, quiet: bool
+    work: str,
+    blob: Blob,
+    output: str,
+    segment_tokens: int | None,
+    threads: int,
+    force: bool,
+    quiet: bool,
 ) -> None:
     from . import codec
 
-    loaded = codec.load_model(blob)
+    loaded = codec.load_model(blob, threads)
     settings = codec.CodecSettings()
     if segment_tokens is not None:
         settings = codec.CodecSettings(segment_tokens=segment_tokens)
@@ -305,9 +320,12 @@ def encode_with_model(
     metavar="WORK",
     help="Where to write the work [default: KEY without .inert; stdout for -].",
 )
+@threads_option
 @force_option
 @quiet_option
-def decode(key: str, blob_ref: str | None, output: str | None, force: bool, quiet: bool) -> None:
+def decode(
+    key: str, blob_ref: str | None, output: str | None, threads: int, force: bool, quiet: bool
+) -> None:
     """Decode KEY back into the work, verifying the blob id first and the checksum last."""
     output = output or work_output_for(key)
     with open_input(key, "the key") as (src, key_length):
@@ -334,7 +352,7 @@ def decode(key: str, blob_ref: str | None, output: str | None, force: bool, quie
         if header.kind is Kind.MODEL:
             from . import codec
 
-            loaded = codec.load_model(blob)
+            loaded = codec.load_model(blob, threads)
             with (
                 atomic_output(output, force=force, binary=False) as out,
                 progress_bar(header.param("token_count"), "decode", quiet, "tokens") as progress,
@@ -384,6 +402,7 @@ def decode(key: str, blob_ref: str | None, output: str | None, force: bool, quie
     show_default=True,
     help="... costing less than this many bits each on average.",
 )
+@threads_option
 @force_option
 def explain(
     work: str,
@@ -395,6 +414,7 @@ def explain(
     segment_tokens: int | None,
     recall_tokens: int,
     recall_bits: float,
+    threads: int,
     force: bool,
 ) -> None:
     """Where does WORK live: how many of its bits the blob held, and how many the key brings."""
@@ -408,7 +428,7 @@ def explain(
     with open_input(work, "the work") as (src, _):
         data = src.read()
     settings = codec.CodecSettings(segment_tokens) if segment_tokens else codec.CodecSettings()
-    book = ledger.build_ledger(data, codec.load_model(blob), settings)
+    book = ledger.build_ledger(data, codec.load_model(blob, threads), settings)
     if reference == "pad":
         name, ref_bits = "pad (8 bits per byte)", ledger.pad_reference(book)
     elif reference == "classical":
@@ -420,7 +440,7 @@ def explain(
         other = resolve_blob(Store(), reference)
         if other.kind is not Kind.MODEL:
             raise click.UsageError("--reference must be pad, classical or a model blob")
-        other_book = ledger.build_ledger(data, codec.load_model(other), settings)
+        other_book = ledger.build_ledger(data, codec.load_model(other, threads), settings)
         name, ref_bits = f"model {other.id_hex}", ledger.blob_reference(book, other_book)
     result = ledger.report(book, name, ref_bits, ledger.RecallRule(recall_tokens, recall_bits))
     result["work"] = {"path": work, "bytes": len(data)}

@@ -53,13 +53,14 @@ class LoadedModel:
 
 
 @cache
-def _load(path: str, sha256: bytes) -> tuple[Model, Engine]:
+def _load(path: str, sha256: bytes, threads: int) -> tuple[Model, Engine]:
     model = read_model(path)
-    return model, Engine(model, threads=os.cpu_count() or 1)
+    return model, Engine(model, threads)
 
 
-def load_model(blob: Blob) -> LoadedModel:
-    model, engine = _load(str(blob.path), blob.sha256)
+def load_model(blob: Blob, threads: int = 0) -> LoadedModel:
+    """The blob's model and an engine with `threads` threads (0: one per core)."""
+    model, engine = _load(str(blob.path), blob.sha256, threads or os.cpu_count() or 1)
     return LoadedModel(blob, model, engine)
 
 

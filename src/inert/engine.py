@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 from threadpoolctl import ThreadpoolController
@@ -22,7 +23,9 @@ FREQ_BITS = 24
 FREQ_TOTAL = 1 << FREQ_BITS  # every frequency row sums to this; the coder's precision
 EXP_ONE = 2.0**30  # fixed-point 1.0 for the softmax numerators of the output distribution
 QUERY_BLOCK = 64  # attention rows evaluated together: keeps temporaries in cache, skips masked keys
-SOFTMAX_ROWS = 32  # output rows turned into frequencies together: temporaries stay in L2 (4x faster)
+SOFTMAX_ROWS = (
+    32  # output rows turned into frequencies together: temporaries stay in L2 (4x faster)
+)
 
 
 @dataclass
@@ -210,10 +213,7 @@ class Engine:
             self._frequencies(tokens, cache, freq)
         else:
             cuts = [B * i // parts for i in range(parts + 1)]
-            jobs = [
-                (tokens[a:b], cache.rows(a, b), freq[a:b])
-                for a, b in zip(cuts, cuts[1:], strict=False)
-            ]
+            jobs = [(tokens[a:b], cache.rows(a, b), freq[a:b]) for a, b in pairwise(cuts)]
             with self._blas.limit(limits=1, user_api="blas"):
                 list(self._pool.map(lambda job: self._frequencies(*job), jobs))
         cache.length += T
