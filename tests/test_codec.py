@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -51,10 +52,33 @@ def test_a_100_kb_work_round_trips(tiny) -> None:
     assert codec.decode_work(key, tiny) == work
 
 
+def test_codec_2_uses_the_works_repeats_across_groups(tiny) -> None:
+    work = TEXT * 4  # copies 2 to 4 repeat the first
+    tiny_segments = codec.CodecSettings(segment_tokens=4)  # > 256 segments: several groups
+    key2, stats2 = codec.model_key(work, tiny, tiny_segments)
+    key1, stats1 = codec.model_key(work, tiny, replace(tiny_segments, codec=1))
+    assert stats2.segments > 256  # the later copies lie in the second group
+    assert parse_key(key2)[0].param("codec") == 2 and parse_key(key1)[0].param("codec") == 1
+    assert len(key2) < 0.9 * len(key1)  # (segments of 4 tokens: flushes weigh heavily)
+    assert codec.decode_work(key2, tiny) == work
+    assert codec.decode_work(key1, tiny) == work
+
+
+def test_unknown_codec_is_refused(tiny) -> None:
+    key, _ = codec.model_key(b"some text", tiny, codec.CodecSettings(codec=1))
+    header, payload = parse_key(key)
+    params = (*header.params[:2], 3)
+    forged = replace(header, params=params).to_bytes() + bytes(payload)
+    with pytest.raises(KeyFormatError, match="codec version 3"):
+        codec.decode_work(forged, tiny)
+
+
 def test_imagined_tokens_encode_back_to_the_random_bits(tiny) -> None:
     words = np.random.default_rng(7).integers(0, 2**32, size=40, dtype=np.uint32)
     tokens = codec.imagine_tokens(tiny.engine, words, 30, np.zeros(0, dtype=np.int64))
-    segments, _ = codec.encode_tokens(tiny.engine, tokens, codec.CodecSettings(segment_tokens=64))
+    # imagine reads the model alone, as codec 1 codes
+    settings = codec.CodecSettings(segment_tokens=64, codec=1)
+    segments, _ = codec.encode_tokens(tiny.engine, tokens, settings)
     (reencoded,) = segments
     assert len(reencoded) >= 2
     assert np.array_equal(reencoded[:-1], words[: len(reencoded) - 1])

@@ -20,12 +20,13 @@ PAD_KEYS = sorted(GOLDEN.glob("*.pad-v1.inert"))
 
 
 MODEL = GOLDEN / "tiny-model-v1.blob"
-MODEL_KEYS = sorted(GOLDEN.glob("*.model-v1.inert"))
+# key format 1; codec 1 (the model alone) and codec 2 (the work's repeats mixed in)
+MODEL_KEYS = sorted(GOLDEN.glob("*.model-v1.inert")) + sorted(GOLDEN.glob("*.model-codec2.inert"))
 
 
 def test_golden_files_are_present() -> None:
     assert len(PAD_KEYS) == 3
-    assert len(MODEL_KEYS) == 4
+    assert len(MODEL_KEYS) == 8
     assert len(list(GOLDEN.glob("hello.*of3.share-v1.inert"))) == 3
 
 
@@ -47,8 +48,10 @@ def test_share_set_joins() -> None:
 def test_model_key_decodes_and_reencodes_identically(key_path: Path) -> None:
     loaded = codec.load_model(open_blob(MODEL))
     key = key_path.read_bytes()
-    work = (GOLDEN / key_path.name.replace(".model-v1.inert", ".model.work")).read_bytes()
+    work = (GOLDEN / (key_path.name.split(".")[0] + ".model.work")).read_bytes()
     assert codec.decode_work(key, loaded) == work
     header, _ = parse_key(key)
-    settings = codec.CodecSettings(segment_tokens=header.param("segment_tokens"))
+    settings = codec.CodecSettings(
+        segment_tokens=header.param("segment_tokens"), codec=header.param("codec")
+    )
     assert codec.model_key(work, loaded, settings)[0] == key

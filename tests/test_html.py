@@ -60,7 +60,7 @@ def test_report_renders_in_chromium_with_the_expected_totals(
     )  # the script ran
     visible = re.sub(r'title="[^"]*"', "", dom.split('<pre class="work">', 1)[1])
     assert "\ufffd" not in visible and "😀" in visible  # tokens splitting a character shown whole
-    held = f"{ledger['totals']['held_bits']:,.0f} bits"
+    held = f"{ledger['totals']['blob_held_bits']:,.0f} bits"
     assert held in dom and f"{ledger['totals']['key_bits']:,.0f} bits" in dom
     assert (
         "<script>alert(1)</script>" not in dom.split("<pre", 1)[1]

@@ -5,23 +5,36 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from inert import codec
 from inert.keyfile import parse_key
-from inert.ledger import build_ledger
+from inert.ledger import build_ledger, pad_reference, report
 
 TEXT = (Path(__file__).parent / "golden" / "corpus.txt").read_bytes()
 
 
-def test_key_bits_per_token_sum_to_the_payload(tiny) -> None:
-    settings = codec.CodecSettings(segment_tokens=32)
-    ledger = build_ledger(TEXT, tiny, settings)
-    key, _ = codec.model_key(TEXT, tiny, settings)
+@pytest.mark.parametrize("version", [1, 2])
+def test_key_bits_per_token_sum_to_the_payload(tiny, version: int) -> None:
+    settings = codec.CodecSettings(segment_tokens=32, codec=version)
+    work = TEXT * 2  # the second copy: the work's own repeats, for codec 2
+    ledger = build_ledger(work, tiny, settings)
+    key, _ = codec.model_key(work, tiny, settings)
     _, payload = parse_key(key)
     assert abs(ledger.total_key_bits - 8 * len(payload)) < 1e-6
     assert np.all(ledger.flush_bits >= 0) and np.count_nonzero(ledger.flush_bits) == -(
         -len(ledger.bits) // 32
     )
+    totals = report(ledger, "pad", pad_reference(ledger))["totals"]
+    # reference = held by the blob + supplied by the work's repeats + the key's coded bits
+    coded = totals["key_bits"] - ledger.flush_bits.sum()
+    parts = totals["blob_held_bits"] + totals["repeat_bits"] + coded
+    assert abs(parts - totals["reference_bits"]) < 1e-6
+    if version == 1:
+        assert np.array_equal(ledger.coded_bits, ledger.bits) and totals["repeat_bits"] == 0
+    else:  # the second copy costs far less than the blob alone would charge
+        half = len(ledger.bits) // 2
+        assert ledger.coded_bits[half:].sum() < 0.8 * ledger.bits[half:].sum()
 
 
 def test_spans_tile_the_work(tiny) -> None:
@@ -50,6 +63,7 @@ def fake_ledger(bits: list[float]):  # a Ledger whose costs the test chooses
         np.zeros(n, np.int64),
         starts,
         starts + 1,
+        np.array(bits, float),
         np.array(bits, float),
         np.zeros(n),
         np.ones(n, np.int64),

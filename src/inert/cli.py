@@ -474,10 +474,17 @@ def show_explanation(result: dict) -> None:
     table.add_row(
         "reference", f"{t['reference_bits'] / 8:,.0f} bytes: {result['reference']['name']}"
     )
+    share = lambda bits: bits / t["reference_bits"] if t["reference_bits"] else 0.0  # noqa: E731
     table.add_row(
         "held by the blob",
-        f"{t['held_bits'] / 8:,.0f} bytes = {t['held_fraction']:.1%} of the reference",
+        f"{t['blob_held_bits'] / 8:,.0f} bytes = {share(t['blob_held_bits']):.1%} of the reference",
     )
+    if t["repeat_bits"]:
+        table.add_row(
+            "from its repeats",
+            f"{t['repeat_bits'] / 8:,.0f} bytes = {share(t['repeat_bits']):.1%}: what the work's "
+            "earlier text supplied",
+        )
     spans, rule = result["recall"]["spans"], result["recall"]["rule"]
     table.add_row(
         "recalled spans",

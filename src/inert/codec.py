@@ -13,7 +13,8 @@ import io
 import os
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from functools import cache
 from typing import BinaryIO
 
@@ -22,15 +23,18 @@ import numpy as np
 
 from .engine import FREQ_TOTAL, Engine
 from .errors import ChecksumError, InertError, KeyFormatError
+from .history import GROUP, NO_CONTEXT, PairHistory, mix, replay
 from .keyfile import KeyHeader, Kind, pack_segments, read_header, unpack_segments
 from .modelfile import Model, read_model
 from .store import Blob, check_blob
 from .streams import Progress
 
 # Version 1 of the codec: engine arithmetic of engine.py/exact.py, 24-bit frequency tables,
-# constriction 0.5's RangeEncoder with Categorical(perfect=False). Changing any of these
-# changes keys: bump it, and keep decoding version 1.
-CODEC_VERSION = 1
+# constriction 0.5's RangeEncoder with Categorical(perfect=False). Version 2: the same, with
+# the work's own repeats mixed in (history.py). Changing any of these changes keys: bump it,
+# and keep decoding every earlier version.
+CODEC_VERSION = 2
+CODECS = (1, 2)
 
 
 @dataclass(frozen=True)
@@ -40,9 +44,11 @@ class CodecSettings:
     segment_tokens: int = 512
     # segments evaluated together when encoding: memory ~ batch * segment**2
     encode_batch: int = 4
-    # segments decoded in lockstep: more lanes amortize each step's overhead; this, not the
-    # work's size, bounds decoding memory (394 MiB peak for the default blob at 256)
+    # segments decoded in lockstep (codec 1; codec 2 always decodes history.GROUP): more
+    # lanes amortize each step's overhead; this, not the work's size, bounds decoding memory
     decode_lanes: int = 256
+    # written into every key: 2 mixes the work's own repeats into the model's tables
+    codec: int = CODEC_VERSION
 
 
 @dataclass
@@ -80,20 +86,33 @@ def segment_bounds(token_count: int, segment_tokens: int) -> list[tuple[int, int
 def segment_frequencies(
     engine: Engine, tokens: np.ndarray, segment_tokens: int, batch: int = 4
 ) -> Iterator[tuple[int, np.ndarray]]:
-    """(start, freq (n, V) int64) for every segment: freq[i] is the table that codes tokens[start+i]."""
+    """(start, freq (n, V) int64) for every segment: freq[i] is the table that codes tokens[start+i].
+
+    The engine evaluates the next group of segments while the caller codes this one.
+    """
     bos = engine.config.bos_token_id
     bounds = segment_bounds(len(tokens), segment_tokens)
+    groups = []
     for first in range(0, len(bounds), batch):
         group = bounds[first : first + batch]
         # segments of a group share one forward pass when they have the same length
         full = [b for b in group if b[1] - b[0] == group[0][1] - group[0][0]]
-        for members in (full, [b for b in group if b not in full]):
-            if not members:
-                continue
-            inputs = np.stack([np.concatenate([[bos], tokens[a : b - 1]]) for a, b in members])
-            freqs = engine.frequencies(inputs, engine.new_cache(len(members), inputs.shape[1]))
-            for (a, _), freq in zip(members, freqs, strict=True):
-                yield a, freq
+        groups += [members for members in (full, [b for b in group if b not in full]) if members]
+
+    def evaluate(members: list[tuple[int, int]]) -> list[tuple[int, np.ndarray]]:
+        inputs = np.stack([np.concatenate([[bos], tokens[a : b - 1]]) for a, b in members])
+        freqs = engine.frequencies(inputs, engine.new_cache(len(members), inputs.shape[1]))
+        return [(a, freq) for (a, _), freq in zip(members, freqs, strict=True)]
+
+    if not groups:
+        return
+    with ThreadPoolExecutor(1) as ahead:
+        pending = ahead.submit(evaluate, groups[0])
+        for following in groups[1:]:
+            done = pending.result()
+            pending = ahead.submit(evaluate, following)
+            yield from done
+        yield from pending.result()
 
 
 # ---------------------------------------------------------------------------- encode
@@ -115,15 +134,35 @@ def code_segment(symbols: np.ndarray, freq: np.ndarray) -> np.ndarray:
     return encoder.get_compressed()
 
 
+def coded_frequencies(
+    engine: Engine, tokens: np.ndarray, settings: CodecSettings
+) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """(start, model freq, coded freq) per segment, both (n, V) int64: the model's own tables,
+    and the tables the codec codes with (the same in codec 1; history mixed in, in codec 2)."""
+    size = settings.segment_tokens
+    if settings.codec == 1:
+        for start, freq in segment_frequencies(engine, tokens, size, settings.encode_batch):
+            yield start, freq, freq
+        return
+    history = PairHistory(engine.config.vocab_size)
+    bounds = segment_bounds(len(tokens), size)
+    for first in range(0, len(bounds), GROUP):
+        lo, hi = bounds[first][0], bounds[min(first + GROUP, len(bounds)) - 1][1]
+        group = [tokens[a:b].tolist() for a, b in bounds[first : first + GROUP]]
+        predictions = replay(history, group)
+        for start, freq in segment_frequencies(
+            engine, tokens[lo:hi], size, settings.encode_batch
+        ):
+            yield lo + start, freq, mix(freq, predictions[start // size])
+
+
 def encode_tokens(
     engine: Engine, tokens: np.ndarray, settings: CodecSettings, progress: Progress | None = None
 ) -> tuple[list[np.ndarray], float]:
     """Code each segment; returns the words (uint32) of every segment and the ideal bit count."""
     segments: list[np.ndarray] = []
     ideal = 0.0
-    for start, freq in segment_frequencies(
-        engine, tokens, settings.segment_tokens, settings.encode_batch
-    ):
+    for start, _, freq in coded_frequencies(engine, tokens, settings):
         symbols = tokens[start : start + len(freq)]
         segments.append(code_segment(symbols, freq))
         ideal -= float(np.sum(np.log2(freq[np.arange(len(freq)), symbols] / FREQ_TOTAL)))
@@ -154,15 +193,17 @@ def model_key(
     progress: Progress | None = None,
 ) -> tuple[bytes, EncodeStats]:
     """The arithmetic code of `work` under a model blob, as a key."""
+    if settings.codec not in CODECS:
+        raise ValueError(f"codec {settings.codec} is not one of {CODECS}")
     segment_tokens = min(settings.segment_tokens, loaded.model.config.max_seq_len)
-    settings = CodecSettings(segment_tokens, settings.encode_batch, settings.decode_lanes)
+    settings = replace(settings, segment_tokens=segment_tokens)
     tokens = loaded.model.vocab.tokenize(work)
     segments, ideal = encode_tokens(loaded.engine, tokens, settings, progress)
     header = KeyHeader(
         Kind.MODEL,
         loaded.blob.id,
         len(work),
-        (segment_tokens, len(tokens), CODEC_VERSION),
+        (segment_tokens, len(tokens), settings.codec),
         zlib.crc32(work),
     )
     payload = pack_segments(segments)
@@ -198,10 +239,16 @@ def decode_segments(
     segment_tokens: int,
     lanes: int,
     progress: Progress | None = None,
+    codec: int = CODEC_VERSION,
 ) -> Iterator[np.ndarray]:
-    """Token ids of each segment, in order: `lanes` segments at a time advance in lockstep."""
+    """Token ids of each segment, in order: `lanes` segments at a time advance in lockstep.
+
+    Codec 2 decodes history.GROUP lanes, whatever `lanes` says: its tables depend on them.
+    """
     bounds = segment_bounds(token_count, segment_tokens)
-    bos = engine.config.bos_token_id
+    bos, vocab_size = engine.config.bos_token_id, engine.config.vocab_size
+    history = PairHistory(vocab_size) if codec == 2 else None
+    lanes = GROUP if history else lanes
     for first in range(0, len(bounds), lanes):
         group = bounds[first : first + lanes]
         lengths = [b - a for a, b in group]
@@ -213,13 +260,20 @@ def decode_segments(
         cache = engine.new_cache(len(group), max(lengths))
         step_input = np.full((len(group), 1), bos, dtype=np.int64)
         for step in range(max(lengths)):
-            freq = engine.frequencies(step_input, cache)[:, 0].astype(np.float64)  # (lanes, V)
-            for lane, decoder in enumerate(decoders):
-                if step < lengths[lane]:
-                    out[lane, step] = decoder.decode(_categorical(), freq[lane : lane + 1])[0]
+            freq = engine.frequencies(step_input, cache)[:, 0]  # (lanes, V) int64
+            live = [lane for lane, n in enumerate(lengths) if step < n]
+            if history:
+                pairs = out[:, step - 2] * vocab_size + out[:, step - 1] if step >= 2 else None
+                contexts = [NO_CONTEXT] * len(live) if pairs is None else pairs[live].tolist()
+                freq = mix(freq, history.predict(live, contexts))
+            table = freq.astype(np.float64)
+            for lane in live:
+                out[lane, step] = decoders[lane].decode(_categorical(), table[lane : lane + 1])[0]
+            if history:
+                history.learn(contexts, out[live, step].tolist())
             step_input = out[:, step : step + 1]
             if progress:
-                progress(sum(step < n for n in lengths))
+                progress(len(live))
         for lane, n in enumerate(lengths):
             yield out[lane, :n]
 
@@ -235,9 +289,10 @@ def decode_key(
     """Write the work of a model key to `out`; raise unless its length and checksum match."""
     check_blob(header, loaded.blob)
     segment_tokens, token_count, codec = header.params
-    if codec != CODEC_VERSION:
+    if codec not in CODECS:
         raise KeyFormatError(
-            f"key uses codec version {codec}; this inert decodes version {CODEC_VERSION}",
+            f"key uses codec version {codec}; this inert decodes versions "
+            + ", ".join(map(str, CODECS)),
             hint="a newer inert may decode it: pip install -U inert",
         )
     if segment_tokens > loaded.model.config.max_seq_len:
@@ -248,7 +303,7 @@ def decode_key(
     crc, written = 0, 0
     vocab = loaded.model.vocab
     for tokens in decode_segments(
-        loaded.engine, segments, token_count, segment_tokens, lanes, progress
+        loaded.engine, segments, token_count, segment_tokens, lanes, progress, codec
     ):
         data = vocab.detokenize(tokens)
         written += len(data)

@@ -32,7 +32,9 @@ svg text { font-size: 11px; }
 <tr><td>blob</td><td><code>{{ blob }}</code></td></tr>
 <tr><td>key</td><td id="key-bits">{{ "{:,.0f}".format(t.key_bits) }} bits ({{ "%.3f"|format(t.key_bits_per_byte) }} bits per byte)</td></tr>
 <tr><td>reference</td><td>{{ "{:,.0f}".format(t.reference_bits) }} bits: {{ reference }}</td></tr>
-<tr><td>held by the blob</td><td id="held">{{ "{:,.0f}".format(t.held_bits) }} bits = {{ "%.1f"|format(100 * t.held_fraction) }}% of the reference</td></tr>
+<tr><td>held by the blob</td><td id="held">{{ "{:,.0f}".format(t.blob_held_bits) }} bits = {{ "%.1f"|format(100 * t.blob_held_bits / t.reference_bits if t.reference_bits else 0) }}% of the reference</td></tr>
+{% if t.repeat_bits %}<tr><td>from the work's repeats</td><td id="repeats">{{ "{:,.0f}".format(t.repeat_bits) }} bits: what the work's earlier text supplied (codec 2)</td></tr>{% endif %}
+<tr><td>not in the key</td><td id="not-in-key">{{ "{:,.0f}".format(t.held_bits) }} bits = {{ "%.1f"|format(100 * t.held_fraction) }}% of the reference</td></tr>
 <tr><td>recalled spans</td><td>{{ spans|length }} (at least {{ rule.min_tokens }} tokens under {{ rule.max_mean_bits }} bits each)</td></tr>
 {% if extraction.max_log2_probability is not none %}<tr><td>extraction</td><td>most likely {{ extraction.window }}-token window: p = 2<sup>{{ "%.1f"|format(extraction.max_log2_probability) }}</sup></td></tr>{% endif %}
 </table>

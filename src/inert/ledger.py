@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import BinaryIO
 
 import numpy as np
 
-from .codec import CodecSettings, LoadedModel, code_segment, segment_frequencies
+from .codec import CodecSettings, LoadedModel, code_segment, coded_frequencies
 from .engine import FREQ_TOTAL
 from .keyfile import encode_uvarint
 
@@ -27,7 +27,8 @@ class Ledger:
     token_ids: np.ndarray  # (T,) int64
     starts: np.ndarray  # (T,) int64 byte offset of each token in the work
     ends: np.ndarray  # (T,) int64
-    bits: np.ndarray  # (T,) float64: -log2 p of the token under the blob
+    bits: np.ndarray  # (T,) float64: -log2 p of the token under the blob alone
+    coded_bits: np.ndarray  # (T,) float64: -log2 p as coded (codec 2: the work's repeats mixed in)
     flush_bits: np.ndarray  # (T,) float64: flush + length field, on each segment's last token
     ranks: np.ndarray  # (T,) int64: 1 + number of tokens the blob found strictly more likely
     top_ids: np.ndarray  # (T, k) int64: the blob's most likely tokens, best first
@@ -38,7 +39,7 @@ class Ledger:
     @property
     def key_bits(self) -> np.ndarray:
         """(T,) bits each token costs in the key's payload, flush included."""
-        return self.bits + self.flush_bits
+        return self.coded_bits + self.flush_bits
 
     @property
     def total_key_bits(self) -> float:
@@ -89,27 +90,31 @@ def build_ledger(
     """The ledger of `work` against a model blob, segment by segment as the codec codes it."""
     settings = settings or CodecSettings()
     segment_tokens = min(settings.segment_tokens, loaded.model.config.max_seq_len)
+    settings = replace(settings, segment_tokens=segment_tokens)
     vocab = loaded.model.vocab
     tokens = vocab.tokenize(work)
     T = len(tokens)
     lengths = np.array([len(vocab.token_bytes[t]) for t in tokens], dtype=np.int64)
     ends = np.cumsum(lengths)
-    bits = np.zeros(T)
+    bits, coded = np.zeros(T), np.zeros(T)
     ranks = np.zeros(T, dtype=np.int64)
     k = min(top_k, loaded.model.config.vocab_size)
     top_ids = np.zeros((T, k), dtype=np.int64)
     top_bits = np.zeros((T, k))
     flush = np.zeros(T)
-    for start, freq in segment_frequencies(
-        loaded.engine, tokens, segment_tokens, settings.encode_batch
-    ):
+    for start, freq, coded_freq in coded_frequencies(loaded.engine, tokens, settings):
         rows, end = np.arange(len(freq)), start + len(freq)
         symbols = tokens[start:end]
         chosen = freq[rows, symbols]  # (n,) int64
         bits[start:end] = -np.log2(chosen / FREQ_TOTAL)
-        words = code_segment(symbols, freq)
+        coded[start:end] = (
+            bits[start:end]
+            if coded_freq is freq
+            else -np.log2(coded_freq[rows, symbols] / FREQ_TOTAL)
+        )
+        words = code_segment(symbols, coded_freq)
         flush[end - 1] = (
-            32 * len(words) + 8 * len(encode_uvarint(len(words))) - bits[start:end].sum()
+            32 * len(words) + 8 * len(encode_uvarint(len(words))) - coded[start:end].sum()
         )
         ranks[start:end] = 1 + np.sum(freq > chosen[:, None], axis=1)
         best = top_tokens(freq, k)
@@ -121,6 +126,7 @@ def build_ledger(
         ends - lengths,
         ends,
         bits,
+        coded,
         flush,
         ranks,
         top_ids,
@@ -294,6 +300,7 @@ def report(
         for a, b, k, r in group_bits(ledger, sep, reference)
     ]
     total_ref = float(reference.sum())
+    blob_bits, ideal_bits = float(ledger.bits.sum()), float(ledger.coded_bits.sum())
     return {
         "format": "inert-explain/1",
         "segment_tokens": ledger.segment_tokens,
@@ -302,11 +309,14 @@ def report(
             "bytes": len(ledger.work),
             "tokens": len(ledger.bits),
             "key_bits": ledger.total_key_bits,
-            "ideal_bits": float(ledger.bits.sum()),
+            "ideal_bits": ideal_bits,
             "key_bits_per_byte": ledger.total_key_bits / max(len(ledger.work), 1),
             "reference_bits": total_ref,
             "held_bits": total_ref - ledger.total_key_bits,
             "held_fraction": (total_ref - ledger.total_key_bits) / total_ref if total_ref else 0.0,
+            "blob_bits": blob_bits,
+            "blob_held_bits": total_ref - blob_bits,
+            "repeat_bits": blob_bits - ideal_bits,
         },
         "recall": {
             "rule": {"min_tokens": rule.min_tokens, "max_mean_bits": rule.max_mean_bits},

@@ -2,7 +2,8 @@
 
     python tests/golden/make_model_golden.py
 
-Refuses to overwrite: golden files change only with a new format or codec version.
+Writes only what is missing (the blob, keys of a new codec version) and refuses to
+overwrite: golden files change only with a new format or codec version.
 """
 
 from __future__ import annotations
@@ -26,19 +27,22 @@ WORKS = {
 }
 
 
+KEYS = {1: "model-v1", 2: "model-codec2"}  # codec version -> golden key suffix
+
+
 def main() -> None:
     blob_path = HERE / "tiny-model-v1.blob"
-    targets = [blob_path, *(HERE / f"{name}.model-v1.inert" for name in WORKS)]
-    if any(p.exists() for p in targets):
-        raise SystemExit(
-            "golden files exist; they must never change (bump the codec version instead)"
-        )
-    blob_path.write_bytes(tiny_model_bytes(seed=1))
+    if not blob_path.exists():
+        blob_path.write_bytes(tiny_model_bytes(seed=1))
     loaded = codec.load_model(open_blob(blob_path))
-    for name, work in WORKS.items():
-        (HERE / f"{name}.model.work").write_bytes(work)
-        key, _ = codec.model_key(work, loaded, codec.CodecSettings(segment_tokens=16))
-        (HERE / f"{name}.model-v1.inert").write_bytes(key)
+    for version, suffix in KEYS.items():
+        if any((HERE / f"{name}.{suffix}.inert").exists() for name in WORKS):
+            continue  # golden keys of this codec exist; they must never change
+        for name, work in WORKS.items():
+            (HERE / f"{name}.model.work").write_bytes(work)
+            settings = codec.CodecSettings(segment_tokens=16, codec=version)
+            key, _ = codec.model_key(work, loaded, settings)
+            (HERE / f"{name}.{suffix}.inert").write_bytes(key)
 
 
 if __name__ == "__main__":
