@@ -56,7 +56,7 @@ def test_codec_2_uses_the_works_repeats_across_groups(tiny) -> None:
     work = TEXT * 4  # copies 2 to 4 repeat the first
     tiny_segments = codec.CodecSettings(segment_tokens=4)  # > 256 segments: several groups
     key2, stats2 = codec.model_key(work, tiny, tiny_segments)
-    key1, stats1 = codec.model_key(work, tiny, replace(tiny_segments, codec=1))
+    key1, _ = codec.model_key(work, tiny, replace(tiny_segments, codec=1))
     assert stats2.segments > 256  # the later copies lie in the second group
     assert parse_key(key2)[0].param("codec") == 2 and parse_key(key1)[0].param("codec") == 1
     assert len(key2) < 0.9 * len(key1)  # (segments of 4 tokens: flushes weigh heavily)
