@@ -23,7 +23,7 @@ import numpy as np
 
 from .engine import FREQ_TOTAL, Engine
 from .errors import ChecksumError, InertError, KeyFormatError
-from .history import GROUP, NO_CONTEXT, PairHistory, mix, replay
+from .history import GROUP, History, mix, replay
 from .keyfile import KeyHeader, Kind, pack_segments, read_header, unpack_segments
 from .modelfile import Model, read_model
 from .store import Blob, check_blob
@@ -144,15 +144,13 @@ def coded_frequencies(
         for start, freq in segment_frequencies(engine, tokens, size, settings.encode_batch):
             yield start, freq, freq
         return
-    history = PairHistory(engine.config.vocab_size)
+    history = History(engine.config.vocab_size)
     bounds = segment_bounds(len(tokens), size)
     for first in range(0, len(bounds), GROUP):
         lo, hi = bounds[first][0], bounds[min(first + GROUP, len(bounds)) - 1][1]
         group = [tokens[a:b].tolist() for a, b in bounds[first : first + GROUP]]
         predictions = replay(history, group)
-        for start, freq in segment_frequencies(
-            engine, tokens[lo:hi], size, settings.encode_batch
-        ):
+        for start, freq in segment_frequencies(engine, tokens[lo:hi], size, settings.encode_batch):
             yield lo + start, freq, mix(freq, predictions[start // size])
 
 
@@ -247,7 +245,7 @@ def decode_segments(
     """
     bounds = segment_bounds(token_count, segment_tokens)
     bos, vocab_size = engine.config.bos_token_id, engine.config.vocab_size
-    history = PairHistory(vocab_size) if codec == 2 else None
+    history = History(vocab_size) if codec == 2 else None
     lanes = GROUP if history else lanes
     for first in range(0, len(bounds), lanes):
         group = bounds[first : first + lanes]
@@ -263,8 +261,7 @@ def decode_segments(
             freq = engine.frequencies(step_input, cache)[:, 0]  # (lanes, V) int64
             live = [lane for lane, n in enumerate(lengths) if step < n]
             if history:
-                pairs = out[:, step - 2] * vocab_size + out[:, step - 1] if step >= 2 else None
-                contexts = [NO_CONTEXT] * len(live) if pairs is None else pairs[live].tolist()
+                contexts = history.contexts(out[live, max(0, step - 3) : step].tolist())
                 freq = mix(freq, history.predict(live, contexts))
             table = freq.astype(np.float64)
             for lane in live:

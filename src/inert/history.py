@@ -2,8 +2,8 @@
 
 A small model with a short window forgets what the work said a page ago; classical
 compressors live on exactly that. Codec 2 therefore keeps a history of which token followed
-each pair of tokens in the part of the work the decoder already knows, and mixes the
-continuations it saw into the model's table.
+each context — the 1, 2 and 3 tokens before it — in the part of the work the decoder
+already knows, and mixes the followers it saw into the model's table, order after order.
 
 What the decoder knows: it advances GROUP segments in lockstep, one position of every
 segment per step, group after group. So when position t of a segment is coded, every token
@@ -21,119 +21,165 @@ import numpy as np
 from .engine import FREQ_TOTAL
 
 GROUP = 256  # segments decoded in lockstep, sharing one history as they go
-WEIGHT_ONE = 1 << 16  # the history's weight is a fraction of this
-WEIGHT_MAX = 62259  # round(0.95 * 2**16): the weight of a context seen very often
-WEIGHT_HALF = 4  # weight = WEIGHT_MAX * n // (n + WEIGHT_HALF) for a context seen n times
-NO_CONTEXT = -1  # positions 0 and 1 of a segment: no pair of tokens before them
+ORDERS = (1, 2, 3)  # context lengths, mixed in this order (the longest, most specific, last)
+FOLLOWERS_MAX = 32  # distinct followers a context records: bounds the work per token
+WEIGHT_ONE = 1 << 16  # a context's weight is a fraction of this
+WEIGHT_MAX = 63570  # round(0.97 * 2**16)
+WEIGHT_PRIOR = 4  # weight = WEIGHT_MAX * (top count) // (seen + 4): sure, and seen often
 
 
 @dataclass
 class Predictions:
-    """What the history says for some rows of a (R, V) table, as a sparse matrix.
+    """What one order of the history says for some rows of a (R, V) table, sparsely.
 
-    rows (H,): the rows whose context was seen; seen (H,): how often each was seen;
-    owner, tokens, counts (E,): entry e says token tokens[e] followed the context of row
-    rows[owner[e]] counts[e] times.
+    rows (H,): rows whose context was recorded; seen (H,): the context's count; top (H,):
+    its most frequent follower's count; owner, tokens, counts (E,): token tokens[e] followed
+    the context of row rows[owner[e]] counts[e] times.
     """
 
     rows: np.ndarray
     seen: np.ndarray
+    top: np.ndarray
     owner: np.ndarray
     tokens: np.ndarray
     counts: np.ndarray
 
 
-def context(segment: list[int], t: int, vocab_size: int) -> int:
-    """The pair of tokens before position t of a segment, as one integer."""
-    return segment[t - 2] * vocab_size + segment[t - 1] if t >= 2 else NO_CONTEXT
-
-
-class _Rows:
+class _Found:
     """Predictions being collected, as lists."""
 
     def __init__(self) -> None:
         self.rows: list[int] = []
         self.seen: list[int] = []
+        self.top: list[int] = []
         self.owner: list[int] = []
         self.tokens: list[int] = []
         self.counts: list[int] = []
 
-    def add(self, row: int, seen: int, followers: dict[int, int]) -> None:
+    def add(self, row: int, stats: list[int], followers: dict[int, int]) -> None:
         self.owner += [len(self.rows)] * len(followers)
         self.rows.append(row)
-        self.seen.append(seen)
+        self.seen.append(stats[0])
+        self.top.append(stats[1])
         self.tokens += followers.keys()
         self.counts += followers.values()
 
     def done(self) -> Predictions:
-        fields = (self.rows, self.seen, self.owner, self.tokens, self.counts)
+        fields = (self.rows, self.seen, self.top, self.owner, self.tokens, self.counts)
         return Predictions(*(np.array(f, dtype=np.int64) for f in fields))
 
 
-class PairHistory:
-    """context (a pair of tokens) -> {next token: count}, in the order the decoder learns it."""
+class History:
+    """Per order: context -> {follower: count} and [seen, top count], as the decoder learns it.
+
+    A context records at most FOLLOWERS_MAX distinct followers (the first ones to come);
+    `seen` counts only recorded followers.
+    """
 
     def __init__(self, vocab_size: int) -> None:
         self.vocab_size = vocab_size
-        self.followers: dict[int, dict[int, int]] = {}
-        self.totals: dict[int, int] = {}
+        self.followers: dict[int, dict[int, dict[int, int]]] = {o: {} for o in ORDERS}
+        self.stats: dict[int, dict[int, list[int]]] = {o: {} for o in ORDERS}
 
-    def predict(self, rows: list[int], contexts: list[int]) -> Predictions:
-        """Predictions for rows whose contexts are given (NO_CONTEXT: none)."""
-        found = _Rows()
-        for row, ctx in zip(rows, contexts, strict=True):
-            self._predict_into(found, row, ctx)
-        return found.done()
+    def contexts(self, before: list[list[int]]) -> dict[int, list[int | None]]:
+        """order -> the context id of each row, given the tokens before it (None: too few)."""
+        V, out = self.vocab_size, {}
+        for o in ORDERS:
+            ids: list[int | None] = []
+            for tokens in before:
+                if len(tokens) < o:
+                    ids.append(None)
+                    continue
+                ctx = 0
+                for token in tokens[-o:]:
+                    ctx = ctx * V + token
+                ids.append(ctx)
+            out[o] = ids
+        return out
 
-    def _predict_into(self, found: _Rows, row: int, ctx: int) -> None:
-        followers = self.followers.get(ctx)
-        if followers is not None:
-            found.add(row, self.totals[ctx], followers)
+    def predict(self, rows: list[int], contexts: dict[int, list[int | None]]) -> list[Predictions]:
+        """One Predictions per order for these rows."""
+        found = []
+        for o in ORDERS:
+            into, followers, stats = _Found(), self.followers[o], self.stats[o]
+            for row, ctx in zip(rows, contexts[o], strict=True):
+                if ctx is not None and ctx in followers:
+                    into.add(row, stats[ctx], followers[ctx])
+            found.append(into.done())
+        return found
 
-    def learn(self, contexts: list[int], tokens: list[int]) -> None:
-        for ctx, token in zip(contexts, tokens, strict=True):
-            if ctx == NO_CONTEXT:
-                continue
-            followers = self.followers.setdefault(ctx, {})
-            followers[token] = followers.get(token, 0) + 1
-            self.totals[ctx] = self.totals.get(ctx, 0) + 1
+    def learn(self, contexts: dict[int, list[int | None]], tokens: list[int]) -> None:
+        for o in ORDERS:
+            followers, stats = self.followers[o], self.stats[o]
+            for ctx, token in zip(contexts[o], tokens, strict=True):
+                if ctx is None:
+                    continue
+                seen = followers.setdefault(ctx, {})
+                count = seen.get(token, 0)
+                if count == 0 and len(seen) == FOLLOWERS_MAX:
+                    continue
+                seen[token] = count + 1
+                s = stats.setdefault(ctx, [0, 0])
+                s[0] += 1
+                s[1] = max(s[1], count + 1)
 
 
-def replay(history: PairHistory, segments: list[list[int]]) -> list[Predictions]:
-    """The encoder's side: the predictions for every position of a group of segments.
-
-    Walks the group in the decoder's order (position-major) and leaves the whole group in
-    the history. Returns one Predictions per segment, its rows being positions.
-    """
-    V = history.vocab_size
-    found = [_Rows() for _ in segments]
+def replay(history: History, segments: list[list[int]]) -> list[list[Predictions]]:
+    """The encoder's side: the predictions (one per order) for every position of a group of
+    segments, rows being positions. Walks the group in the decoder's order (position-major)
+    and leaves the whole group in the history."""
+    found = [[_Found() for _ in ORDERS] for _ in segments]
     for t in range(max(map(len, segments), default=0)):
         live = [j for j, s in enumerate(segments) if t < len(s)]
-        contexts = [context(segments[j], t, V) for j in live]
-        for j, ctx in zip(live, contexts, strict=True):
-            history._predict_into(found[j], t, ctx)
+        contexts = history.contexts([segments[j][max(0, t - 3) : t] for j in live])
+        for i, o in enumerate(ORDERS):
+            followers, stats = history.followers[o], history.stats[o]
+            for j, ctx in zip(live, contexts[o], strict=True):
+                if ctx is not None and ctx in followers:
+                    found[j][i].add(t, stats[ctx], followers[ctx])
         history.learn(contexts, [segments[j][t] for j in live])
-    return [f.done() for f in found]
+    return [[f.done() for f in per_order] for per_order in found]
 
 
-def mix(freq: np.ndarray, pred: Predictions) -> np.ndarray:
-    """freq (R, V) int64 rows summing to FREQ_TOTAL -> the same with the history mixed in.
+def mix(freq: np.ndarray, predictions: list[Predictions]) -> np.ndarray:
+    """freq (R, V) int64 rows summing to FREQ_TOTAL -> a new table with the history mixed in.
 
-    For a row whose context was seen n times, with weight w = WEIGHT_MAX * n // (n + 4):
-    the model keeps (freq - 1) * (2**16 - w) >> 16, plus 1; the mass this frees is shared
-    among the tokens seen after the context in proportion to their counts (floored); what
-    rounding leaves goes to the first most likely token. Rows not predicted are unchanged.
+    In fixed point (2**16 = 1), per row: each order o whose context was seen n times, its
+    most frequent follower c times, has weight w_o = WEIGHT_MAX * c // (n + 4). The orders
+    are mixed in as if one after the other, shortest first — each keeping 1 - w_o of what
+    came before — so the model keeps K = (((1 - w_1)(1 - w_2) >> 16)(1 - w_3)) >> 16 and
+    order o gets s_o = w_o times the (1 - w) of the later orders, each product >> 16. The
+    table keeps (freq - 1) * K >> 16, plus 1; the mass this frees is split among the orders
+    in proportion to s_o, and each order's part among its followers in proportion to their
+    counts, every share floored; what rounding leaves goes to the first most likely token.
+    Rows no order predicts are unchanged.
     """
-    if not len(pred.rows):
+    hit = [p for p in predictions if len(p.rows)]
+    if not hit:
         return freq
+    rows = np.unique(np.concatenate([p.rows for p in hit]))  # (H,)
+    where = [np.searchsorted(rows, p.rows) for p in hit]  # each order's rows among them
+    weights = []
+    for p, at in zip(hit, where, strict=True):
+        w = np.zeros(len(rows), dtype=np.int64)
+        w[at] = WEIGHT_MAX * p.top // (p.seen + WEIGHT_PRIOR)
+        weights.append(w)
+    keep = np.full(len(rows), WEIGHT_ONE, dtype=np.int64)
+    shares = []
+    for w in weights:  # shortest context first; each later order scales what came before
+        shares = [(s * (WEIGHT_ONE - w)) >> 16 for s in shares] + [w]
+        keep = (keep * (WEIGHT_ONE - w)) >> 16
+    share_sum = sum(shares)  # (H,) > 0: every hit has top >= 1
     vocab = freq.shape[1]
-    weight = WEIGHT_MAX * pred.seen // (pred.seen + WEIGHT_HALF)  # (H,)
-    kept = ((freq[pred.rows] - 1) * (WEIGHT_ONE - weight)[:, None]) >> 16  # (H, V) < 2**40
-    budget = (FREQ_TOTAL - vocab) - kept.sum(axis=1)  # (H,) mass freed for the history
-    kept += 1
-    kept[pred.owner, pred.tokens] += budget[pred.owner] * pred.counts // pred.seen[pred.owner]
-    leftover = FREQ_TOTAL - kept.sum(axis=1)  # >= 0: every share was floored
-    kept[np.arange(len(kept)), np.argmax(kept, axis=1)] += leftover
+    table = ((freq[rows] - 1) * keep[:, None]) >> 16  # (H, V) < 2**40
+    budget = (FREQ_TOTAL - vocab) - table.sum(axis=1)  # (H,) mass freed for the history
+    table += 1
+    for p, at, share in zip(hit, where, shares, strict=True):
+        part = budget * share // share_sum  # (H,)
+        owner = at[p.owner]
+        table[owner, p.tokens] += part[owner] * p.counts // p.seen[p.owner]
+    leftover = FREQ_TOTAL - table.sum(axis=1)  # >= 0: every share was floored
+    table[np.arange(len(rows)), np.argmax(table, axis=1)] += leftover
     out = freq.copy()
-    out[pred.rows] = kept
+    out[rows] = table
     return out
