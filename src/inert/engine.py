@@ -58,7 +58,7 @@ class Engine:
         self.config = c = model.config
         self.threads = threads
         self._pool = ThreadPoolExecutor(threads) if threads > 1 else None
-        self._blas = ThreadpoolController() if threads > 1 else None
+        self._blas = ThreadpoolController()
         t = model.tensors
         # (in, out) int8-valued float64 matrices, transposed for BLAS, and (out,) row scales
         self.w_t = {
@@ -203,8 +203,8 @@ class Engine:
         """(B, T, V) int64 frequency tables: rows sum to FREQ_TOTAL, every entry >= 1.
 
         The same as logits_to_frequencies(forward(...)). Sequences of the batch are spread
-        over the engine's threads (each with single-threaded BLAS: the elementwise work, not
-        the products, dominates); sequences are independent, so this changes no bit.
+        over the engine's threads (the elementwise work, not the products, dominates);
+        sequences are independent, so this changes no bit.
         """
         B, T = tokens.shape
         freq = np.empty((B, T, self.config.vocab_size), dtype=np.int64)
