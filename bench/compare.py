@@ -1,6 +1,6 @@
 """Benchmark: inert's keys against classical compressors, in bits per byte, file by file.
 
-    python bench/compare.py FILE_OR_DIR... [--blob MODEL.blob] [--markdown]
+    python bench/compare.py FILE_OR_DIR... [--blob MODEL.blob] [--markdown] [--codec 1]
 
 For every file: bits per byte of inert (whole key file, header included; the default blob
 unless --blob), xz -9e, zstd -19, brotli -11, bzip2 -9 and PPMd order 6 (pyppmd, 16 MiB),
@@ -34,6 +34,9 @@ def main() -> None:
     parser.add_argument("paths", nargs="+")
     parser.add_argument("--blob", help="model blob [default: the embedded default blob]")
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    parser.add_argument(
+        "--codec", type=int, default=codec.CODEC_VERSION, help="1: the model alone; 2: + repeats"
+    )
     args = parser.parse_args()
     if args.blob:
         blob = open_blob(args.blob)
@@ -56,7 +59,7 @@ def main() -> None:
     for path in files_of(args.paths):
         work = path.read_bytes()
         t0 = time.perf_counter()
-        key, _ = codec.encode_work(work, loaded)
+        key, _ = codec.encode_work(work, loaded, codec.CodecSettings(codec=args.codec))
         t1 = time.perf_counter()
         assert codec.decode_work(key, loaded) == work, f"{path}: round trip failed"
         t2 = time.perf_counter()
