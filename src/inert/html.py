@@ -43,8 +43,10 @@ svg text { font-size: 11px; }
 <rect x="50" y="10" width="660" height="200" fill="none" stroke="#999"/>
 <polyline fill="none" stroke="#c33" stroke-width="1.5" points="{{ ref_points }}"/>
 <polyline fill="none" stroke="#36c" stroke-width="1.5" points="{{ key_points }}"/>
+{% if blob_points %}<polyline fill="none" stroke="#393" stroke-width="1.5" stroke-dasharray="4 3" points="{{ blob_points }}"/>{% endif %}
 <text x="55" y="25" fill="#c33">reference</text><text x="55" y="40" fill="#36c">key</text>
-<text x="50" y="228">0</text><text x="660" y="228">{{ "{:,}".format(t.bytes) }} bytes</text>
+{% if blob_points %}<text x="55" y="55" fill="#393">the blob alone (above the key: the work's repeats)</text>{% endif %}
+<text x="50" y="228">0</text><text x="710" y="228" text-anchor="end">{{ "{:,}".format(t.bytes) }} bytes</text>
 <text x="2" y="18">{{ "{:,.0f}".format(y_max) }}</text>
 </svg>
 {% if spans %}<h2>Recalled spans</h2><ol>{% for s in spans %}
@@ -101,15 +103,18 @@ def render(result: dict, work: bytes) -> str:
     tokens = result["tokens"]
     step = max(1, len(tokens) // CHART_POINTS)
     shown: list[dict] = []
-    xs, key_y, ref_y, k, r = [0.0], [0.0], [0.0], 0.0, 0.0
+    xs, key_y, blob_y, ref_y = [0.0], [0.0], [0.0], [0.0]
+    k = b = r = 0.0
     for i, tok in enumerate(tokens):
         if i < MAX_TOKENS:
             shown.append(tok)
         k += tok["key_bits"]
+        b += tok["bits"]
         r += tok["reference_bits"]
         if i % step == 0 or i == len(tokens) - 1:
             xs.append(float(tok["end"]))
             key_y.append(k)
+            blob_y.append(b)
             ref_y.append(r)
     pieces = []
     for text, group in display_units(work, shown):
@@ -117,7 +122,8 @@ def render(result: dict, work: bytes) -> str:
         for tok in group:
             alternatives = ", ".join(f"{a['text']!r} {2.0 ** -a['bits']:.3f}" for a in tok["top"])
             tips.append(
-                f"{tok['bits']:.2f} bits (p = {2.0 ** -tok['bits']:.4f}), rank {tok['rank']}; "
+                f"key {tok['key_bits']:.2f} bits; blob {tok['bits']:.2f} bits "
+                f"(p = {2.0 ** -tok['bits']:.4f}), rank {tok['rank']}; "
                 f"blob's choices: {alternatives}"
             )
         bits = sum(tok["key_bits"] for tok in group) / len(group)
@@ -125,7 +131,7 @@ def render(result: dict, work: bytes) -> str:
             f'<span class="t" style="background:{colour(bits)}" title="{html.escape(" | ".join(tips))}">'
             f"{html.escape(text)}</span>"
         )
-    x_max, y_max = max(xs[-1], 1.0), max(k, r, 1.0)
+    x_max, y_max = max(xs[-1], 1.0), max(k, b, r, 1.0)
     return TEMPLATE.render(
         work=result["work"]["path"],
         blob=result["blob"]["id"],
@@ -138,6 +144,7 @@ def render(result: dict, work: bytes) -> str:
         shown_tokens=len(shown),
         body="".join(pieces),
         key_points=polyline(xs, key_y, x_max, y_max),
+        blob_points=polyline(xs, blob_y, x_max, y_max) if result["totals"]["repeat_bits"] else "",
         ref_points=polyline(xs, ref_y, x_max, y_max),
         y_max=y_max,
         legend=[(b, colour(b)) for b in (0, 1, 2, 4, 6, 8, 10, 12)],

@@ -18,18 +18,24 @@ def plot(result: dict, out: BinaryIO) -> None:
         import matplotlib.pyplot as plt
     except ImportError:
         raise InertError("--plot needs matplotlib", hint="pip install 'inert[plot]'") from None
-    ends, key, ref, per_token, k, r = [], [], [], [], 0.0, 0.0
+    ends, key, blob, ref, per_token = [], [], [], [], []
+    k = b = r = 0.0
     for t in result["tokens"]:  # one pass: the tokens are made as they are read
         k += t["key_bits"]
+        b += t["bits"]
         r += t["reference_bits"]
         ends.append(t["end"])
         key.append(k)
+        blob.append(b)
         ref.append(r)
         per_token.append(t["key_bits"])
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 6), sharex=True, height_ratios=[2, 1])
     top.plot(ends, ref, color="#c33", label=f"reference: {result['reference']['name']}")
     top.plot(ends, key, color="#36c", label="key")
-    top.fill_between(ends, key, ref, color="#9c9", alpha=0.3, label="held by the blob")
+    top.fill_between(ends, blob, ref, color="#9c9", alpha=0.3, label="held by the blob")
+    if result["totals"]["repeat_bits"]:  # codec 2: what the work's own earlier text supplied
+        top.plot(ends, blob, color="#393", linestyle="--", label="the blob alone")
+        top.fill_between(ends, key, blob, color="#fc9", alpha=0.4, label="from the work's repeats")
     top.set_ylabel("cumulative bits")
     top.legend(loc="upper left")
     top.set_title(f"{result['work']['path']} against blob {result['blob']['id']}")
