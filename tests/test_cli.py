@@ -332,6 +332,28 @@ def test_model_encode_decode_imagine_and_info(inert, tmp_path: Path, tiny_blob: 
     assert offset.returncode == 2 and "pad blobs only" in err(offset)
 
 
+def test_thread_count_never_changes_a_key(inert, tmp_path: Path, tiny_blob: Path) -> None:
+    (tmp_path / "w.txt").write_bytes(
+        (Path(__file__).parent / "golden" / "corpus.txt").read_bytes() * 3
+    )
+    keys = []
+    for threads in ("1", "3"):
+        out = f"k{threads}"
+        result = inert(
+            "encode", "w.txt", "-b", tiny_blob, "--segment-tokens", "16", "-T", threads, "-o", out
+        )
+        assert result.returncode == 0, err(result)
+        keys.append((tmp_path / out).read_bytes())
+        decoded = inert(
+            "decode", out, "-b", tiny_blob, "-T", "2" if threads == "1" else "1", "-o", f"{out}.txt"
+        )
+        assert (
+            decoded.returncode == 0
+            and (tmp_path / f"{out}.txt").read_bytes() == (tmp_path / "w.txt").read_bytes()
+        )
+    assert keys[0] == keys[1]
+
+
 def test_model_key_with_the_wrong_blob_writes_nothing(
     inert, tmp_path: Path, tiny_blob: Path, pad_path: Path
 ) -> None:
