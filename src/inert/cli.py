@@ -110,14 +110,14 @@ def resolve_blob(store: Store, ref: str | None) -> Blob:
 
 
 def find_blob(store: Store, header: KeyHeader, blob_ref: str | None) -> Blob:
-    """The blob a key names: --blob if given, else the store, else the default blob."""
-    from .default import default_blob, default_path
+    """The blob a key names: --blob if given, else the store, else a blob shipped with inert."""
+    from .default import shipped_blob
 
     if blob_ref is not None:
         return resolve_blob(store, blob_ref)
     path = store.find(header.blob_id)
-    if path is None and default_path().is_file() and default_blob().id == header.blob_id:
-        return default_blob()
+    if path is None and (shipped := shipped_blob(header.blob_id)):
+        return shipped
     if path is None:
         raise InertError(
             f"blob {header.blob_id_hex} is not in the store ({store.blobs})",
