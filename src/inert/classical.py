@@ -10,8 +10,16 @@ import brotli
 import pyppmd
 import zstandard
 
+
+def xz(work: bytes) -> bytes:
+    """xz -9e, its dictionary no larger than the work: the same size, far less memory."""
+    dict_size = max(4096, min(len(work), 64 << 20))
+    lzma2 = {"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME, "dict_size": dict_size}
+    return lzma.compress(work, format=lzma.FORMAT_XZ, filters=[lzma2])
+
+
 COMPRESSORS: dict[str, Callable[[bytes], bytes]] = {
-    "xz -9e": lambda d: lzma.compress(d, preset=9 | lzma.PRESET_EXTREME),
+    "xz -9e": xz,
     "zstd -19": lambda d: zstandard.ZstdCompressor(level=19).compress(d),
     "brotli -11": lambda d: brotli.compress(d, quality=11),
     "bzip2 -9": lambda d: bz2.compress(d, 9),

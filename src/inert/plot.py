@@ -9,6 +9,8 @@ from typing import BinaryIO
 
 from .errors import InertError
 
+POINTS = 20_000  # at most this many points per curve
+
 
 def plot(result: dict, out: BinaryIO) -> None:
     try:
@@ -18,17 +20,22 @@ def plot(result: dict, out: BinaryIO) -> None:
         import matplotlib.pyplot as plt
     except ImportError:
         raise InertError("--plot needs matplotlib", hint="pip install 'inert[plot]'") from None
+    tokens = result["tokens"]
+    every = max(1, len(tokens) // POINTS)  # a large work is drawn from every k-th token
     ends, key, blob, ref, per_token = [], [], [], [], []
-    k = b = r = 0.0
-    for t in result["tokens"]:  # one pass: the tokens are made as they are read
+    k = b = r = bucket = 0.0
+    for i, t in enumerate(tokens):  # one pass: the tokens are made as they are read
         k += t["key_bits"]
         b += t["bits"]
         r += t["reference_bits"]
-        ends.append(t["end"])
-        key.append(k)
-        blob.append(b)
-        ref.append(r)
-        per_token.append(t["key_bits"])
+        bucket += t["key_bits"]
+        if (i + 1) % every == 0 or i + 1 == len(tokens):
+            ends.append(t["end"])
+            key.append(k)
+            blob.append(b)
+            ref.append(r)
+            per_token.append(bucket / (i % every + 1))
+            bucket = 0.0
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 6), sharex=True, height_ratios=[2, 1])
     top.plot(ends, ref, color="#c33", label=f"reference: {result['reference']['name']}")
     top.plot(ends, key, color="#36c", label="key")
@@ -42,7 +49,7 @@ def plot(result: dict, out: BinaryIO) -> None:
     bottom.plot(ends, per_token, linewidth=0.6, color="#36c")
     for span in result["recall"]["spans"]:
         bottom.axvspan(span["start"], span["end"], color="#9c9", alpha=0.5)
-    bottom.set_ylabel("bits per token")
+    bottom.set_ylabel("bits per token" if every == 1 else f"mean bits per {every} tokens")
     bottom.set_xlabel("byte offset in the work")
     fig.tight_layout()
     fig.savefig(out, format="png", dpi=100)
