@@ -220,8 +220,8 @@ def encode(
     """Encode WORK (a file, or - for stdin) into a key.
 
     With a model blob (the default) the key is the arithmetic code of the work's tokens under
-    the model; a work the model would only enlarge (random or compressed data) is stored as
-    is, one header longer. With a pad blob the key holds work XOR pad[offset : offset+len]. The offset is drawn at
+    the model, sharpened by what the work itself repeats; a work the model would only
+    enlarge (random or compressed data) is stored as is, one header longer. With a pad blob the key holds work XOR pad[offset : offset+len]. The offset is drawn at
     random among the pad ranges not yet used on this machine; reusing pad bytes for two
     works leaks the XOR of the two works, so inert refuses unless --offset says so.
     """
