@@ -82,6 +82,9 @@ def main() -> None:
     parser.add_argument("--segment-tokens", type=int, default=512)
     parser.add_argument("--no-reference", action="store_true", help="skip the float64 reference")
     parser.add_argument(
+        "--codec", type=int, default=codec.CODEC_VERSION, help="1: the model alone; 2: + repeats"
+    )
+    parser.add_argument(
         "--rss", metavar="SIZE", help="also measure the CLI's peak RSS on a work of SIZE (e.g. 10M)"
     )
     args = parser.parse_args()
@@ -100,8 +103,9 @@ def main() -> None:
         f"model {loaded.blob.id_hex}: {c.parameter_count():,} parameters, dim {c.dim}, {c.n_layers} layers, "
         f"vocab {c.vocab_size}; segments of {args.segment_tokens} tokens; numpy {np.__version__}"
     )
-    settings = codec.CodecSettings(segment_tokens=args.segment_tokens)
-    reference = None if args.no_reference else ReferenceModel(loaded.model)
+    settings = codec.CodecSettings(segment_tokens=args.segment_tokens, codec=args.codec)
+    # the float64 reference is the model alone: comparable with codec 1's ideal only
+    reference = None if args.no_reference or args.codec != 1 else ReferenceModel(loaded.model)
     header = (
         f"{'file':<24} {'bytes':>8} {'tokens':>7} {'key':>7} {'bpb':>6} {'ideal':>8} {'over%':>6} "
         f"{'ref':>8} {'eng/ref':>7} {'enc tok/s':>9} {'enc KB/s':>8} {'dec tok/s':>9} {'dec KB/s':>8}"
@@ -148,6 +152,7 @@ def main() -> None:
         env_blob = str(blob_path)
         t_enc, rss_enc = peak_rss(
             [INERT, "encode", str(work_path), "-b", env_blob, "-o", str(tmp / "big.key"), "-q"]
+            + (["--codec", str(args.codec)] if args.codec != codec.CODEC_VERSION else [])
         )
         t_dec, rss_dec = peak_rss(
             [

@@ -379,4 +379,14 @@ def test_explain_agrees_with_encode(inert, tmp_path: Path, tiny_blob: Path) -> N
     assert abs(ledger["totals"]["key_bits"] - 8 * len(payload)) < 1e-6
     assert ledger["reference"]["name"].startswith("classical:")
     assert len(ledger["tokens"]) == ledger["totals"]["tokens"]
+    # codec 1, the model alone: the key and the ledger agree too
+    assert inert("encode", "w.txt", "-b", tiny_blob, "--codec", "1", "-o", "k1").returncode == 0
+    assert (
+        inert("explain", "w.txt", "-b", tiny_blob, "--codec", "1", "--json", "l1.json").returncode
+        == 0
+    )
+    _, payload1 = parse_key((tmp_path / "k1").read_bytes())
+    ledger1 = json.loads((tmp_path / "l1.json").read_text())
+    assert abs(ledger1["totals"]["key_bits"] - 8 * len(payload1)) < 1e-6
+    assert ledger1["totals"]["repeat_bits"] == 0 and len(payload1) != len(payload)
     assert "".join(t["text"] for t in ledger["tokens"]) == (tmp_path / "w.txt").read_text()

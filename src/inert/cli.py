@@ -11,6 +11,7 @@ import re
 import sys
 import traceback
 from collections.abc import Iterator
+from dataclasses import replace
 
 import click
 from rich.console import Console
@@ -204,6 +205,13 @@ def cli(debug: bool) -> None:
     type=click.IntRange(1),
     help="Model blobs: tokens per independently coded segment [default: 512, at most the model's context].",
 )
+@click.option(
+    "--codec",
+    type=click.Choice(["1", "2"]),
+    default="2",
+    show_default=True,
+    help="Model blobs: 2 also uses the work's own repeats; 1 the model alone.",
+)
 @threads_option
 @force_option
 @quiet_option
@@ -213,6 +221,7 @@ def encode(
     output: str | None,
     offset: int | None,
     segment_tokens: int | None,
+    codec: str,
     threads: int,
     force: bool,
     quiet: bool,
@@ -231,7 +240,7 @@ def encode(
     if blob.kind is Kind.MODEL:
         if offset is not None:
             raise click.UsageError("--offset applies to pad blobs only; this blob is a model")
-        encode_with_model(work, blob, output, segment_tokens, threads, force, quiet)
+        encode_with_model(work, blob, output, segment_tokens, int(codec), threads, force, quiet)
     else:
         encode_with_pad(work, blob, store, output, offset, force, quiet)
 
@@ -274,6 +283,7 @@ def encode_with_model(
     blob: Blob,
     output: str,
     segment_tokens: int | None,
+    version: int,
     threads: int,
     force: bool,
     quiet: bool,
@@ -281,9 +291,9 @@ def encode_with_model(
     from . import codec
 
     loaded = codec.load_model(blob, threads)
-    settings = codec.CodecSettings()
+    settings = codec.CodecSettings(codec=version)
     if segment_tokens is not None:
-        settings = codec.CodecSettings(segment_tokens=segment_tokens)
+        settings = replace(settings, segment_tokens=segment_tokens)
     with open_input(work, "the work") as (src, length):
         data = src.read()
     if len(data) != length:
@@ -402,6 +412,14 @@ def decode(
     show_default=True,
     help="... costing less than this many bits each on average.",
 )
+@click.option(
+    "--codec",
+    "codec_version",
+    type=click.Choice(["1", "2"]),
+    default="2",
+    show_default=True,
+    help="As `inert encode --codec`: key bits agree with that key's.",
+)
 @threads_option
 @force_option
 def explain(
@@ -414,6 +432,7 @@ def explain(
     segment_tokens: int | None,
     recall_tokens: int,
     recall_bits: float,
+    codec_version: str,
     threads: int,
     force: bool,
 ) -> None:
@@ -427,7 +446,9 @@ def explain(
         )
     with open_input(work, "the work") as (src, _):
         data = src.read()
-    settings = codec.CodecSettings(segment_tokens) if segment_tokens else codec.CodecSettings()
+    settings = codec.CodecSettings(codec=int(codec_version))
+    if segment_tokens:
+        settings = replace(settings, segment_tokens=segment_tokens)
     book = ledger.build_ledger(data, codec.load_model(blob, threads), settings)
     if reference == "pad":
         name, ref_bits = "pad (8 bits per byte)", ledger.pad_reference(book)
