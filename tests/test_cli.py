@@ -211,6 +211,18 @@ def test_default_blob_needs_no_flag(inert, tmp_path: Path) -> None:
     assert info.returncode == 0 and "model" in info.stdout.decode()
 
 
+def test_keys_of_an_earlier_default_blob_still_decode(inert, tmp_path: Path) -> None:
+    import inert as package
+
+    earlier = Path(package.__file__).parent / "blobs" / "385b71b07c0e8469.blob"  # until 2026-11
+    text = b"A key made before the default blob changed still decodes with no flag.\n"
+    (tmp_path / "old.txt").write_bytes(text)
+    assert inert("encode", "old.txt", "-b", earlier, "-o", "old.inert").returncode == 0
+    decoded = inert("decode", "old.inert", "-o", "back.txt")  # empty store, no --blob
+    assert decoded.returncode == 0, err(decoded)
+    assert (tmp_path / "back.txt").read_bytes() == text
+
+
 def test_binary_work_is_stored_not_enlarged(inert, tmp_path: Path) -> None:
     data = os.urandom(5000)
     (tmp_path / "noise.bin").write_bytes(data)
