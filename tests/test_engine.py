@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from inert.engine import FREQ_TOTAL, logits_to_frequencies
 from inert.reference import ReferenceModel
@@ -72,6 +73,7 @@ def test_engine_threads_do_not_change_a_bit(tiny) -> None:
 FINGERPRINT = """
 import hashlib, sys
 import numpy as np
+import pytest
 sys.path.insert(0, {tests!r})
 from tinymodel import tiny_model_bytes
 from inert import codec
@@ -119,3 +121,16 @@ def test_frequencies_put_the_rounding_leftover_on_the_top_token() -> None:
     freq = logits_to_frequencies(logits)
     assert freq.sum() == FREQ_TOTAL and freq[0, 1] >= freq[0, 3]
     assert logits_to_frequencies(np.array([[0.0, -1e9]]))[0, 1] == 1
+
+
+@pytest.mark.parametrize("codec", [1, 2])
+def test_frequency_tables_are_valid_for_every_codec(codec: int) -> None:
+    rng = np.random.default_rng(4)
+    logits = np.concatenate([rng.normal(0, s, size=(50, 4096)) for s in (0.01, 3.0, 30.0)])
+    freq = logits_to_frequencies(logits, codec)
+    assert np.all(freq.sum(axis=1) == FREQ_TOTAL) and freq.min() >= 1
+    assert logits_to_frequencies(np.array([[0.0, 5.0, 1.0, 5.0]]), codec)[0].argmax() == 1
+    # codec 2's table-driven softmax stays within rounding of codec 1's polynomial one
+    p1, p2 = logits_to_frequencies(logits, 1), freq
+    big = p1 > 20_000  # where flooring to integers matters little
+    assert np.all(np.abs(np.log(p2[big] / p1[big])) < 0.002)

@@ -84,7 +84,7 @@ def segment_bounds(token_count: int, segment_tokens: int) -> list[tuple[int, int
 
 
 def segment_frequencies(
-    engine: Engine, tokens: np.ndarray, segment_tokens: int, batch: int = 4
+    engine: Engine, tokens: np.ndarray, segment_tokens: int, batch: int = 4, codec: int = 1
 ) -> Iterator[tuple[int, np.ndarray]]:
     """(start, freq (n, V) int64) for every segment: freq[i] is the table that codes tokens[start+i].
 
@@ -101,7 +101,8 @@ def segment_frequencies(
 
     def evaluate(members: list[tuple[int, int]]) -> list[tuple[int, np.ndarray]]:
         inputs = np.stack([np.concatenate([[bos], tokens[a : b - 1]]) for a, b in members])
-        freqs = engine.frequencies(inputs, engine.new_cache(len(members), inputs.shape[1]))
+        cache = engine.new_cache(len(members), inputs.shape[1])
+        freqs = engine.frequencies(inputs, cache, codec)
         return [(a, freq) for (a, _), freq in zip(members, freqs, strict=True)]
 
     if not groups:
@@ -135,13 +136,14 @@ def code_segment(symbols: np.ndarray, freq: np.ndarray) -> np.ndarray:
 
 
 def coded_frequencies(
-    engine: Engine, tokens: np.ndarray, settings: CodecSettings
+    engine: Engine, tokens: np.ndarray, settings: CodecSettings, model_too: bool = True
 ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """(start, model freq, coded freq) per segment, both (n, V) int64: the model's own tables,
-    and the tables the codec codes with (the same in codec 1; history mixed in, in codec 2)."""
+    and the tables the codec codes with (the same in codec 1; history mixed in, in codec 2).
+    Without `model_too` the history is mixed into the model's tables in place."""
     size = settings.segment_tokens
     if settings.codec == 1:
-        for start, freq in segment_frequencies(engine, tokens, size, settings.encode_batch):
+        for start, freq in segment_frequencies(engine, tokens, size, settings.encode_batch, 1):
             yield start, freq, freq
         return
     history = History(engine.config.vocab_size)
@@ -149,9 +151,13 @@ def coded_frequencies(
     for first in range(0, len(bounds), GROUP):
         lo, hi = bounds[first][0], bounds[min(first + GROUP, len(bounds)) - 1][1]
         group = [tokens[a:b].tolist() for a, b in bounds[first : first + GROUP]]
-        predictions = replay(history, group)
-        for start, freq in segment_frequencies(engine, tokens[lo:hi], size, settings.encode_batch):
-            yield lo + start, freq, mix(freq, predictions[start // size])
+        with ThreadPoolExecutor(1) as helper:  # the replay runs while the engine starts
+            replayed = helper.submit(replay, history, group)
+            for start, freq in segment_frequencies(
+                engine, tokens[lo:hi], size, settings.encode_batch, 2
+            ):
+                predictions = replayed.result()[start // size]
+                yield lo + start, freq, mix(freq, predictions, not model_too)
 
 
 def encode_tokens(
@@ -160,7 +166,7 @@ def encode_tokens(
     """Code each segment; returns the words (uint32) of every segment and the ideal bit count."""
     segments: list[np.ndarray] = []
     ideal = 0.0
-    for start, _, freq in coded_frequencies(engine, tokens, settings):
+    for start, _, freq in coded_frequencies(engine, tokens, settings, model_too=False):
         symbols = tokens[start : start + len(freq)]
         segments.append(code_segment(symbols, freq))
         ideal -= float(np.sum(np.log2(freq[np.arange(len(freq)), symbols] / FREQ_TOTAL)))
@@ -244,35 +250,55 @@ def decode_segments(
     Codec 2 decodes history.GROUP lanes, whatever `lanes` says: its tables depend on them.
     """
     bounds = segment_bounds(token_count, segment_tokens)
-    bos, vocab_size = engine.config.bos_token_id, engine.config.vocab_size
-    history = History(vocab_size) if codec == 2 else None
+    history = History(engine.config.vocab_size) if codec == 2 else None
     lanes = GROUP if history else lanes
-    for first in range(0, len(bounds), lanes):
-        group = bounds[first : first + lanes]
-        lengths = [b - a for a, b in group]
-        decoders = [
-            constriction.stream.queue.RangeDecoder(words)
-            for words in segments[first : first + lanes]
-        ]
-        out = np.zeros((len(group), max(lengths)), dtype=np.int64)
-        cache = engine.new_cache(len(group), max(lengths))
-        step_input = np.full((len(group), 1), bos, dtype=np.int64)
-        for step in range(max(lengths)):
-            freq = engine.frequencies(step_input, cache)[:, 0]  # (lanes, V) int64
-            live = [lane for lane, n in enumerate(lengths) if step < n]
-            if history:
-                contexts = history.contexts(out[live, max(0, step - 3) : step].tolist())
-                freq = mix(freq, history.predict(live, contexts))
-            table = freq.astype(np.float64)
-            for lane in live:
-                out[lane, step] = decoders[lane].decode(_categorical(), table[lane : lane + 1])[0]
-            if history:
-                history.learn(contexts, out[live, step].tolist())
-            step_input = out[:, step : step + 1]
-            if progress:
-                progress(len(live))
-        for lane, n in enumerate(lengths):
-            yield out[lane, :n]
+    with ThreadPoolExecutor(1) as ahead:
+        for first in range(0, len(bounds), lanes):
+            group = bounds[first : first + lanes]
+            words = segments[first : first + lanes]
+            yield from _decode_group(engine, group, words, codec, history, ahead, progress)
+
+
+def _decode_group(
+    engine: Engine,
+    group: list[tuple[int, int]],
+    words: list[np.ndarray],
+    codec: int,
+    history: History | None,
+    ahead: ThreadPoolExecutor,
+    progress: Progress | None,
+) -> Iterator[np.ndarray]:
+    """The tokens of a group of segments decoded in lockstep, one position of each per step."""
+    lengths = [b - a for a, b in group]
+    decoders = [constriction.stream.queue.RangeDecoder(w) for w in words]
+    out = np.zeros((len(group), max(lengths)), dtype=np.int64)  # (lanes, longest)
+    cache = engine.new_cache(len(group), max(lengths))
+    step_input = np.full((len(group), 1), engine.config.bos_token_id, dtype=np.int64)
+    learned: tuple[dict, list[int]] | None = None  # the last step's tokens, for the history
+    for step in range(max(lengths)):
+        # the engine evaluates this step while the history catches up and predicts
+        pending = ahead.submit(engine.frequencies, step_input, cache, codec)
+        live = [lane for lane, n in enumerate(lengths) if step < n]
+        if history:
+            if learned:
+                history.learn(*learned)
+            contexts = history.contexts(out[live, max(0, step - 3) : step].tolist())
+            predictions = history.predict(live, contexts)
+        freq = pending.result()[:, 0]  # (lanes, V) int64
+        if history:
+            freq = mix(freq, predictions, inplace=True)
+        table = freq.astype(np.float64)
+        for lane in live:
+            out[lane, step] = decoders[lane].decode(_categorical(), table[lane : lane + 1])[0]
+        if history:
+            learned = (contexts, out[live, step].tolist())
+        step_input = out[:, step : step + 1]
+        if progress:
+            progress(len(live))
+    if history and learned:
+        history.learn(*learned)
+    for lane, n in enumerate(lengths):
+        yield out[lane, :n]
 
 
 def decode_key(
