@@ -43,3 +43,14 @@ def test_a_context_records_at_most_followers_max_distinct_followers() -> None:
     recorded = history.followers[1][0]
     assert len(recorded) == FOLLOWERS_MAX and recorded[1] == 2
     assert history.stats[1][0] == [FOLLOWERS_MAX + 1, 2]
+
+
+def test_a_full_order_starts_afresh(monkeypatch) -> None:
+    from inert import history as module
+
+    monkeypatch.setattr(module, "CONTEXTS_MAX", 4)
+    h = History(4096)
+    before = [[0, 0, t] for t in range(5)]  # five distinct contexts of every order
+    h.learn(h.contexts(before), [7] * 5)
+    assert len(h.followers[3]) == 1 and h.followers[3] == {(0 * 4096 + 0) * 4096 + 4: {7: 1}}
+    assert len(h.followers[1]) == 1  # the fifth distinct one-token context emptied it too

@@ -14,6 +14,7 @@ order. All arithmetic is on integers, so the mixed tables are the same on every 
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,6 +24,7 @@ from .engine import FREQ_TOTAL
 GROUP = 256  # segments decoded in lockstep, sharing one history as they go
 ORDERS = (1, 2, 3)  # context lengths, mixed in this order (the longest, most specific, last)
 FOLLOWERS_MAX = 32  # distinct followers a context records: bounds the work per token
+CONTEXTS_MAX = 1 << 16  # contexts an order holds before it starts afresh: bounds memory
 WEIGHT_ONE = 1 << 16  # a context's weight is a fraction of this
 WEIGHT_MAX = 63570  # round(0.97 * 2**16)
 WEIGHT_PRIOR = 4  # weight = WEIGHT_MAX * (top count) // (seen + 4): sure, and seen often
@@ -47,34 +49,32 @@ class Predictions:
 
 
 class _Found:
-    """Predictions being collected, as lists."""
+    """Predictions being collected, as packed int64 arrays (a group's can be millions)."""
 
     def __init__(self) -> None:
-        self.rows: list[int] = []
-        self.seen: list[int] = []
-        self.top: list[int] = []
-        self.owner: list[int] = []
-        self.tokens: list[int] = []
-        self.counts: list[int] = []
+        self.rows, self.seen, self.top = array("q"), array("q"), array("q")
+        self.owner, self.tokens, self.counts = array("q"), array("q"), array("q")
 
     def add(self, row: int, stats: list[int], followers: dict[int, int]) -> None:
-        self.owner += [len(self.rows)] * len(followers)
+        self.owner.extend([len(self.rows)] * len(followers))
         self.rows.append(row)
         self.seen.append(stats[0])
         self.top.append(stats[1])
-        self.tokens += followers.keys()
-        self.counts += followers.values()
+        self.tokens.extend(followers.keys())
+        self.counts.extend(followers.values())
 
     def done(self) -> Predictions:
         fields = (self.rows, self.seen, self.top, self.owner, self.tokens, self.counts)
-        return Predictions(*(np.array(f, dtype=np.int64) for f in fields))
+        return Predictions(*(np.frombuffer(f, dtype=np.int64) for f in fields))
 
 
 class History:
     """Per order: context -> {follower: count} and [seen, top count], as the decoder learns it.
 
     A context records at most FOLLOWERS_MAX distinct followers (the first ones to come);
-    `seen` counts only recorded followers.
+    `seen` counts only recorded followers. An order holds at most CONTEXTS_MAX contexts:
+    a new one beyond that first empties the order (as PPMd restarts a full model), which
+    bounds memory and keeps the history about the recent part of a long work.
     """
 
     def __init__(self, vocab_size: int) -> None:
@@ -115,6 +115,9 @@ class History:
             for ctx, token in zip(contexts[o], tokens, strict=True):
                 if ctx is None:
                     continue
+                if ctx not in followers and len(followers) == CONTEXTS_MAX:
+                    followers.clear()
+                    stats.clear()
                 seen = followers.setdefault(ctx, {})
                 count = seen.get(token, 0)
                 if count == 0 and len(seen) == FOLLOWERS_MAX:
