@@ -4,7 +4,9 @@ The work's tokens are cut into segments of `segment_tokens`; each segment is cod
 own, its context starting from the blob's BOS token, so segments can be evaluated in
 batches when encoding and decoded in lockstep (one token of every segment per step, with
 a KV cache) when decoding. A segment's code is constriction's range coder driven by the
-engine's integer frequency tables; its length in bits is Σ -log2 p plus < 64 bits of flush.
+engine's integer frequency tables — in codec 2 with the work's own repeats mixed in, in
+the order the lockstep decoder learns them (history.py); its length in bits is Σ -log2 p
+plus < 64 bits of flush.
 """
 
 from __future__ import annotations
