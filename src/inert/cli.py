@@ -11,6 +11,7 @@ import re
 import sys
 import traceback
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 import click
@@ -449,20 +450,26 @@ def explain(
     settings = codec.CodecSettings(codec=int(codec_version))
     if segment_tokens:
         settings = replace(settings, segment_tokens=segment_tokens)
-    book = ledger.build_ledger(data, codec.load_model(blob, threads), settings)
-    if reference == "pad":
-        name, ref_bits = "pad (8 bits per byte)", ledger.pad_reference(book)
-    elif reference == "classical":
+    other = None if reference in ("pad", "classical") else resolve_blob(Store(), reference)
+    if other is not None and other.kind is not Kind.MODEL:
+        raise click.UsageError("--reference must be pad, classical or a model blob")
+    with ThreadPoolExecutor(1) as aside:  # while the model runs: the compressors, matplotlib
         from .classical import best
 
-        compressor, size = best(data)
-        name, ref_bits = f"classical: {compressor}", ledger.spread_by_bytes(book, 8.0 * size)
-    else:
-        other = resolve_blob(Store(), reference)
-        if other.kind is not Kind.MODEL:
-            raise click.UsageError("--reference must be pad, classical or a model blob")
-        other_book = ledger.build_ledger(data, codec.load_model(other, threads), settings)
-        name, ref_bits = f"model {other.id_hex}", ledger.blob_reference(book, other_book)
+        classical = aside.submit(best, data) if reference == "classical" else None
+        if plot_path:
+            from .plot import pyplot
+
+            aside.submit(pyplot)
+        book = ledger.build_ledger(data, codec.load_model(blob, threads), settings)
+        if reference == "pad":
+            name, ref_bits = "pad (8 bits per byte)", ledger.pad_reference(book)
+        elif classical:
+            compressor, size = classical.result()
+            name, ref_bits = f"classical: {compressor}", ledger.spread_by_bytes(book, 8.0 * size)
+        else:
+            other_book = ledger.build_ledger(data, codec.load_model(other, threads), settings)
+            name, ref_bits = f"model {other.id_hex}", ledger.blob_reference(book, other_book)
     result = ledger.report(book, name, ref_bits, ledger.RecallRule(recall_tokens, recall_bits))
     result["work"] = {"path": work, "bytes": len(data)}
     result["blob"] = {"id": blob.id_hex, "path": str(blob.path)}

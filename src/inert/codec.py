@@ -25,7 +25,7 @@ import numpy as np
 
 from .engine import FREQ_TOTAL, Engine
 from .errors import ChecksumError, InertError, KeyFormatError
-from .history import GROUP, History, mix, replay
+from .history import GROUP, History, Predictions, mix, replay
 from .keyfile import KeyHeader, Kind, pack_segments, read_header, unpack_segments
 from .modelfile import Model, read_model
 from .store import Blob, check_blob
@@ -138,15 +138,16 @@ def code_segment(symbols: np.ndarray, freq: np.ndarray) -> np.ndarray:
 
 
 def coded_frequencies(
-    engine: Engine, tokens: np.ndarray, settings: CodecSettings, model_too: bool = True
-) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-    """(start, model freq, coded freq) per segment, both (n, V) int64: the model's own tables,
-    and the tables the codec codes with (the same in codec 1; history mixed in, in codec 2).
-    Without `model_too` the history is mixed into the model's tables in place."""
+    engine: Engine, tokens: np.ndarray, settings: CodecSettings
+) -> Iterator[tuple[int, np.ndarray, list[Predictions]]]:
+    """(start, model freq (n, V) int64, the history's predictions) per segment: the codec
+    codes with mix(freq, predictions) — the model's own table in codec 1 (no predictions),
+    the work's repeats mixed in, in codec 2. Callers that need the model's table as well
+    read it before mixing in place."""
     size = settings.segment_tokens
     if settings.codec == 1:
         for start, freq in segment_frequencies(engine, tokens, size, settings.encode_batch, 1):
-            yield start, freq, freq
+            yield start, freq, []
         return
     history = History(engine.config.vocab_size)
     bounds = segment_bounds(len(tokens), size)
@@ -158,8 +159,7 @@ def coded_frequencies(
             for start, freq in segment_frequencies(
                 engine, tokens[lo:hi], size, settings.encode_batch, 2
             ):
-                predictions = replayed.result()[start // size]
-                yield lo + start, freq, mix(freq, predictions, not model_too)
+                yield lo + start, freq, replayed.result()[start // size]
 
 
 def encode_tokens(
@@ -168,7 +168,8 @@ def encode_tokens(
     """Code each segment; returns the words (uint32) of every segment and the ideal bit count."""
     segments: list[np.ndarray] = []
     ideal = 0.0
-    for start, _, freq in coded_frequencies(engine, tokens, settings, model_too=False):
+    for start, freq, predictions in coded_frequencies(engine, tokens, settings):
+        freq = mix(freq, predictions, inplace=True)
         symbols = tokens[start : start + len(freq)]
         segments.append(code_segment(symbols, freq))
         ideal -= float(np.sum(np.log2(freq[np.arange(len(freq)), symbols] / FREQ_TOTAL)))

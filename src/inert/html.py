@@ -7,8 +7,10 @@ are in the page. Large works show their first MAX_TOKENS tokens; the JSON has th
 from __future__ import annotations
 
 import html
+from itertools import islice
 
 import jinja2
+import numpy as np
 
 MAX_TOKENS = 20_000  # beyond this a page gets sluggish in a browser
 CHART_POINTS = 600
@@ -99,23 +101,16 @@ def display_units(work: bytes, tokens: list[dict]) -> list[tuple[str, list[dict]
 
 
 def render(result: dict, work: bytes) -> str:
-    """One pass over the tokens: the first MAX_TOKENS are drawn, all of them feed the chart."""
+    """The first MAX_TOKENS tokens are drawn; the chart is drawn from all of them."""
     tokens = result["tokens"]
-    step = max(1, len(tokens) // CHART_POINTS)
-    shown: list[dict] = []
-    xs, key_y, blob_y, ref_y = [0.0], [0.0], [0.0], [0.0]
-    k = b = r = 0.0
-    for i, tok in enumerate(tokens):
-        if i < MAX_TOKENS:
-            shown.append(tok)
-        k += tok["key_bits"]
-        b += tok["bits"]
-        r += tok["reference_bits"]
-        if i % step == 0 or i == len(tokens) - 1:
-            xs.append(float(tok["end"]))
-            key_y.append(k)
-            blob_y.append(b)
-            ref_y.append(r)
+    ends, key_bits, blob_bits, ref_bits = tokens.columns()  # (T,) each
+    points = np.arange(0, len(ends), max(1, len(ends) // CHART_POINTS))
+    points = np.append(points, len(ends) - 1) if len(ends) else points
+    cumulative = [np.cumsum(bits) for bits in (key_bits, blob_bits, ref_bits)]
+    xs = [0.0, *ends[points].astype(float)]
+    key_y, blob_y, ref_y = ([0.0, *c[points]] for c in cumulative)
+    k, b, r = (float(c[-1]) if len(c) else 0.0 for c in cumulative)
+    shown = list(islice(tokens, MAX_TOKENS))
     pieces = []
     for text, group in display_units(work, shown):
         tips = []

@@ -18,6 +18,7 @@ import numpy as np
 
 from .codec import CodecSettings, LoadedModel, code_segment, coded_frequencies
 from .engine import FREQ_TOTAL
+from .history import mix
 from .keyfile import encode_uvarint
 
 
@@ -102,24 +103,21 @@ def build_ledger(
     top_ids = np.zeros((T, k), dtype=np.int64)
     top_bits = np.zeros((T, k))
     flush = np.zeros(T)
-    for start, freq, coded_freq in coded_frequencies(loaded.engine, tokens, settings):
+    for start, freq, predictions in coded_frequencies(loaded.engine, tokens, settings):
         rows, end = np.arange(len(freq)), start + len(freq)
         symbols = tokens[start:end]
-        chosen = freq[rows, symbols]  # (n,) int64
+        chosen = freq[rows, symbols]  # (n,) int64, under the blob alone
         bits[start:end] = -np.log2(chosen / FREQ_TOTAL)
-        coded[start:end] = (
-            bits[start:end]
-            if coded_freq is freq
-            else -np.log2(coded_freq[rows, symbols] / FREQ_TOTAL)
-        )
-        words = code_segment(symbols, coded_freq)
-        flush[end - 1] = (
-            32 * len(words) + 8 * len(encode_uvarint(len(words))) - coded[start:end].sum()
-        )
         ranks[start:end] = 1 + np.sum(freq > chosen[:, None], axis=1)
         best = top_tokens(freq, k)
         top_ids[start:end] = best
         top_bits[start:end] = -np.log2(np.take_along_axis(freq, best, axis=1) / FREQ_TOTAL)
+        coded_freq = mix(freq, predictions, inplace=True)  # the model's table is read: reuse it
+        coded[start:end] = -np.log2(coded_freq[rows, symbols] / FREQ_TOTAL)
+        words = code_segment(symbols, coded_freq)
+        flush[end - 1] = (
+            32 * len(words) + 8 * len(encode_uvarint(len(words))) - coded[start:end].sum()
+        )
     return Ledger(
         work,
         tokens,
@@ -252,27 +250,47 @@ class TokenRecords:
     def __len__(self) -> int:
         return len(self.ledger.bits)
 
+    def columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(end, key_bits, bits, reference_bits) of every token as (T,) arrays: for charts."""
+        lg = self.ledger
+        return lg.ends, lg.key_bits, lg.bits, self.reference
+
     def __iter__(self) -> Iterator[dict]:
-        lg, key_bits = self.ledger, self.ledger.key_bits
+        lg, block = self.ledger, 4096  # columns become Python lists a block at a time
         text = {
             t: lg.token_bytes[t].decode("utf-8", errors="replace") for t in np.unique(lg.top_ids)
         }
-        for i in range(len(lg.bits)):
-            a, b = int(lg.starts[i]), int(lg.ends[i])
-            yield {
-                "start": a,
-                "end": b,
-                "id": int(lg.token_ids[i]),
-                "text": lg.work[a:b].decode("utf-8", errors="replace"),
-                "bits": float(lg.bits[i]),
-                "key_bits": float(key_bits[i]),
-                "reference_bits": float(self.reference[i]),
-                "rank": int(lg.ranks[i]),
-                "top": [
-                    {"id": int(t), "text": text[t], "bits": float(bits)}
-                    for t, bits in zip(lg.top_ids[i], lg.top_bits[i], strict=True)
-                ],
-            }
+        key_bits = lg.key_bits
+        for a in range(0, len(lg.bits), block):
+            part = slice(a, a + block)
+            columns = (
+                lg.starts[part].tolist(),
+                lg.ends[part].tolist(),
+                lg.token_ids[part].tolist(),
+                lg.bits[part].tolist(),
+                key_bits[part].tolist(),
+                self.reference[part].tolist(),
+                lg.ranks[part].tolist(),
+                lg.top_ids[part].tolist(),
+                lg.top_bits[part].tolist(),
+            )
+            for start, end, token, bits, key, ref, rank, top_ids, top_bits in zip(
+                *columns, strict=True
+            ):
+                yield {
+                    "start": start,
+                    "end": end,
+                    "id": token,
+                    "text": lg.work[start:end].decode("utf-8", errors="replace"),
+                    "bits": bits,
+                    "key_bits": key,
+                    "reference_bits": ref,
+                    "rank": rank,
+                    "top": [
+                        {"id": t, "text": text[t], "bits": b}
+                        for t, b in zip(top_ids, top_bits, strict=True)
+                    ],
+                }
 
 
 def write_json(result: dict, out: BinaryIO) -> None:

@@ -7,12 +7,15 @@ from __future__ import annotations
 
 from typing import BinaryIO
 
+import numpy as np
+
 from .errors import InertError
 
 POINTS = 20_000  # at most this many points per curve
 
 
-def plot(result: dict, out: BinaryIO) -> None:
+def pyplot():
+    """matplotlib.pyplot on the file-only backend (slow to import: callers may start early)."""
     try:
         import matplotlib
 
@@ -20,22 +23,20 @@ def plot(result: dict, out: BinaryIO) -> None:
         import matplotlib.pyplot as plt
     except ImportError:
         raise InertError("--plot needs matplotlib", hint="pip install 'inert[plot]'") from None
-    tokens = result["tokens"]
-    every = max(1, len(tokens) // POINTS)  # a large work is drawn from every k-th token
-    ends, key, blob, ref, per_token = [], [], [], [], []
-    k = b = r = bucket = 0.0
-    for i, t in enumerate(tokens):  # one pass: the tokens are made as they are read
-        k += t["key_bits"]
-        b += t["bits"]
-        r += t["reference_bits"]
-        bucket += t["key_bits"]
-        if (i + 1) % every == 0 or i + 1 == len(tokens):
-            ends.append(t["end"])
-            key.append(k)
-            blob.append(b)
-            ref.append(r)
-            per_token.append(bucket / (i % every + 1))
-            bucket = 0.0
+    return plt
+
+
+def plot(result: dict, out: BinaryIO) -> None:
+    plt = pyplot()
+    ends, key_bits, blob_bits, ref_bits = result["tokens"].columns()  # (T,) each
+    every = max(1, len(ends) // POINTS)  # a large work is drawn from every k-th token
+    last = np.arange(every - 1, len(ends), every)  # the last token of each bucket
+    if len(ends) and (not len(last) or last[-1] != len(ends) - 1):
+        last = np.append(last, len(ends) - 1)
+    key, blob, ref = (np.cumsum(bits)[last] for bits in (key_bits, blob_bits, ref_bits))
+    ends = ends[last]
+    sizes = np.diff(np.r_[-1, last])  # tokens per bucket
+    per_token = np.diff(np.r_[0.0, key]) / np.maximum(sizes, 1)  # mean key bits per bucket
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 6), sharex=True, height_ratios=[2, 1])
     top.plot(ends, ref, color="#c33", label=f"reference: {result['reference']['name']}")
     top.plot(ends, key, color="#36c", label="key")
