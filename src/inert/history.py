@@ -49,11 +49,12 @@ class Predictions:
 
 
 class _Found:
-    """Predictions being collected, as packed int64 arrays (a group's can be millions)."""
+    """Predictions being collected, packed (a group's entries can be millions): rows, counts
+    int64; owners and tokens int32 (below the rows of a group and the vocabulary)."""
 
     def __init__(self) -> None:
         self.rows, self.seen, self.top = array("q"), array("q"), array("q")
-        self.owner, self.tokens, self.counts = array("q"), array("q"), array("q")
+        self.owner, self.tokens, self.counts = array("i"), array("i"), array("q")
 
     def add(self, row: int, stats: list[int], followers: dict[int, int]) -> None:
         self.owner.extend([len(self.rows)] * len(followers))
@@ -65,7 +66,7 @@ class _Found:
 
     def done(self) -> Predictions:
         fields = (self.rows, self.seen, self.top, self.owner, self.tokens, self.counts)
-        return Predictions(*(np.frombuffer(f, dtype=np.int64) for f in fields))
+        return Predictions(*(np.frombuffer(f, dtype=f"i{f.itemsize}") for f in fields))
 
 
 class History:
