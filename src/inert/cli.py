@@ -160,6 +160,14 @@ force_option = click.option(
 quiet_option = click.option(
     "-q", "--quiet", is_flag=True, help="Print nothing but errors and warnings."
 )
+codec_option = click.option(
+    "--codec",
+    "codec_version",
+    type=click.Choice(["1", "2"]),
+    default="2",
+    show_default=True,
+    help="Model blobs: 2 also uses the work's own repeats; 1 the model alone.",
+)
 threads_option = click.option(
     "-T",
     "--threads",
@@ -206,13 +214,7 @@ def cli(debug: bool) -> None:
     type=click.IntRange(1),
     help="Model blobs: tokens per independently coded segment [default: 512, at most the model's context].",
 )
-@click.option(
-    "--codec",
-    type=click.Choice(["1", "2"]),
-    default="2",
-    show_default=True,
-    help="Model blobs: 2 also uses the work's own repeats; 1 the model alone.",
-)
+@codec_option
 @threads_option
 @force_option
 @quiet_option
@@ -222,7 +224,7 @@ def encode(
     output: str | None,
     offset: int | None,
     segment_tokens: int | None,
-    codec: str,
+    codec_version: str,
     threads: int,
     force: bool,
     quiet: bool,
@@ -241,7 +243,9 @@ def encode(
     if blob.kind is Kind.MODEL:
         if offset is not None:
             raise click.UsageError("--offset applies to pad blobs only; this blob is a model")
-        encode_with_model(work, blob, output, segment_tokens, int(codec), threads, force, quiet)
+        encode_with_model(
+            work, blob, output, segment_tokens, int(codec_version), threads, force, quiet
+        )
     else:
         encode_with_pad(work, blob, store, output, offset, force, quiet)
 
@@ -413,14 +417,7 @@ def decode(
     show_default=True,
     help="... costing less than this many bits each on average.",
 )
-@click.option(
-    "--codec",
-    "codec_version",
-    type=click.Choice(["1", "2"]),
-    default="2",
-    show_default=True,
-    help="As `inert encode --codec`: key bits agree with that key's.",
-)
+@codec_option
 @threads_option
 @force_option
 def explain(
