@@ -23,9 +23,7 @@ FREQ_BITS = 24
 FREQ_TOTAL = 1 << FREQ_BITS  # every frequency row sums to this; the coder's precision
 EXP_ONE = 2.0**30  # fixed-point 1.0 for the softmax numerators of the output distribution
 QUERY_BLOCK = 64  # attention rows evaluated together: keeps temporaries in cache, skips masked keys
-SOFTMAX_ROWS = (
-    32  # output rows turned into frequencies together: temporaries stay in L2 (4x faster)
-)
+SOFTMAX_ROWS = 32  # output rows made frequencies together: temporaries stay in L2 (4x faster)
 
 
 @dataclass
@@ -182,7 +180,10 @@ class Engine:
         return self.linear(self.act(gate) * up, f"layers.{layer}.w_down")
 
     def hidden(self, tokens: np.ndarray, cache: Cache) -> np.ndarray:
-        """Final normalized states (B, T, d) float64 for tokens (B, T) after the cache's."""
+        """Final normalized states (B, T, d) float64 for tokens (B, T) after the cache's.
+
+        Fills the cache at its positions; advancing cache.length is the caller's part.
+        """
         c = self.config
         x = (
             self.embed_q[tokens].astype(np.float64) * self.w_scale["embed"][tokens][..., None]
@@ -192,12 +193,13 @@ class Engine:
             x = x + self.attention(h, layer, cache)
             h = exact.rms_norm(x, self.gain[f"layers.{layer}.mlp_norm"], c.norm_eps)
             x = x + self.mlp(h, layer)
-        cache.length += tokens.shape[1]
         return exact.rms_norm(x, self.gain["norm"], c.norm_eps)
 
     def forward(self, tokens: np.ndarray, cache: Cache) -> np.ndarray:
         """Logits (B, T, V) float64 for tokens (B, T) following the cache's positions."""
-        return self.linear(self.hidden(tokens, cache), "output")
+        logits = self.linear(self.hidden(tokens, cache), "output")
+        cache.length += tokens.shape[1]
+        return logits
 
     def frequencies(self, tokens: np.ndarray, cache: Cache, codec: int = 1) -> np.ndarray:
         """(B, T, V) int64 frequency tables: rows sum to FREQ_TOTAL, every entry >= 1.
@@ -228,7 +230,6 @@ class Engine:
         temporaries stay in cache: rows are independent, so blocks change no bit.
         """
         h = self.hidden(tokens, cache)
-        cache.length -= tokens.shape[1]  # hidden() advanced it; frequencies() does that once
         q, scale = exact.quantize(h.reshape(-1, h.shape[-1]))  # (N, d), (N,)
         w_t, w_scale = self.w_t["output"], self.w_scale["output"]
         rows = freq.reshape(len(q), -1)  # (N, V) view
