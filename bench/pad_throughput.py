@@ -3,7 +3,9 @@
 Every command runs as its own process, side by side in one session, repeated. Each starts
 after `sync` and is timed until its output is on disk (the command, then `sync`): cp leaves
 its copy in the page cache while inert fsyncs every output before renaming it into place,
-so only time-to-durable compares like with like. The script prints median seconds, MiB/s,
+so only time-to-durable compares like with like. Every command's inputs are read into the page
+cache first, as cp's input is (inert writes its outputs with O_DIRECT, so a share just
+written is not in the cache; reading it from disk would be timed against a cached cp). The script prints median seconds, MiB/s,
 the ratio to `cp` (>= 0.5 is the target), each command's time alone (page cache), its
 peak resident memory (from wait4), and checks that every round trip restores the work.
 
@@ -38,6 +40,13 @@ def run(args: list[str], cwd: Path) -> tuple[float, int]:
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"{' '.join(args)} failed: {proc.stderr.read().decode()}")
     return elapsed, usage.ru_maxrss * 1024  # ru_maxrss is in KiB on Linux
+
+
+def warm(path: Path) -> None:
+    """Read a file through, so the timed command finds it in the page cache."""
+    with open(path, "rb") as f:
+        while f.read(16 << 20):
+            pass
 
 
 def make_work(path: Path, size: int) -> None:
@@ -76,6 +85,7 @@ def main() -> None:
         make_work(work, size)
         n = args.shares
         share_names = [f"s.{i}of{n}.inert" for i in range(1, n + 1)]
+        full_names = [f"f.{i}of{n}.inert" for i in range(1, n + 1)]
         subprocess.run(
             [INERT, "pad", "new", "bench.pad", "--size", str(size + 4096), "-q"],
             cwd=work_dir,
@@ -85,6 +95,10 @@ def main() -> None:
             "cp": ["cp", "work", "copy"],
             f"split -n {n}": [INERT, "split", "work", "-n", str(n), "-o", "s", "-q"],
             "join": [INERT, "join", *share_names, "-o", "joined", "-q"],
+            f"split -n {n} --full": [
+                *(INERT, "split", "work", "-n", str(n), "-o", "f", "--full", "-q")
+            ],
+            "join (full)": [INERT, "join", *full_names, "-o", "joined-full", "-q"],
             "pad encode": [
                 INERT,
                 "encode",
@@ -99,10 +113,21 @@ def main() -> None:
             ],
             "pad decode": [INERT, "decode", "k", "-b", "bench.pad", "-o", "decoded", "-q"],
         }
+        inputs = {  # read into the page cache before each run, as cp's input is
+            "cp": ["work"],
+            f"split -n {n}": ["work"],
+            "join": share_names,
+            f"split -n {n} --full": ["work"],
+            "join (full)": full_names,
+            "pad encode": ["work", "bench.pad"],
+            "pad decode": ["k", "bench.pad"],
+        }
         outputs = {
             "cp": ["copy"],
             f"split -n {n}": share_names,
             "join": ["joined"],
+            f"split -n {n} --full": full_names,
+            "join (full)": ["joined-full"],
             "pad encode": ["k"],
             "pad decode": ["decoded"],
         }
@@ -114,6 +139,8 @@ def main() -> None:
                 for output in outputs[name]:  # every command writes a new file, as cp does
                     (work_dir / output).unlink(missing_ok=True)
                 os.sync()  # start each command with no other command's writeback pending
+                for name_in in inputs[name]:
+                    warm(work_dir / name_in)
                 elapsed, peak = run(command, work_dir)
                 flushed, _ = run(["sync"], work_dir)
                 times[name].append(elapsed + flushed)
@@ -122,6 +149,9 @@ def main() -> None:
         assert filecmp.cmp(work, work_dir / "joined", shallow=False), (
             "join did not restore the work"
         )
+        assert filecmp.cmp(work, work_dir / "joined-full", shallow=False), (
+            "join did not restore the work from full shares"
+        )
         assert filecmp.cmp(work, work_dir / "decoded", shallow=False), (
             "decode did not restore the work"
         )
@@ -129,15 +159,15 @@ def main() -> None:
         print(
             f"work: {size / 2**20:.0f} MiB, {args.repeat} runs each, medians; numpy {np.__version__}"
         )
-        print(f"{'':<14} {'--- until on disk ---':^25}   {'- command alone -':^17}")
+        print(f"{'':<20} {'--- until on disk ---':^25}   {'- command alone -':^17}")
         print(
-            f"{'command':<14} {'seconds':>8} {'MiB/s':>8} {'vs cp':>7}   {'seconds':>8} {'vs cp':>7}  peak RSS"
+            f"{'command':<20} {'seconds':>8} {'MiB/s':>8} {'vs cp':>7}   {'seconds':>8} {'vs cp':>7}  peak RSS"
         )
         base, base_alone = statistics.median(times["cp"]), statistics.median(alone["cp"])
         for name in commands:
             t, a = statistics.median(times[name]), statistics.median(alone[name])
             print(
-                f"{name:<14} {t:8.2f} {size / 2**20 / t:8.0f} {base / t:7.2f}"
+                f"{name:<20} {t:8.2f} {size / 2**20 / t:8.0f} {base / t:7.2f}"
                 f"   {a:8.2f} {base_alone / a:7.2f}  {rss[name] / 2**20:.1f} MiB"
             )
     finally:

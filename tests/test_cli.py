@@ -173,6 +173,18 @@ def test_split_and_join(inert, tmp_path: Path, work_file: Path) -> None:
     assert not (tmp_path / "partial").exists()
     share = inert("decode", names[0], "-o", "x")
     assert share.returncode == 1 and "inert join" in err(share)
+    sizes = [(tmp_path / n).stat().st_size for n in names]
+    assert max(sizes[:2]) < 64 < len(WORK) < sizes[2]  # two seeds and one work-sized share
+
+
+def test_split_full_writes_every_share_at_the_works_size(
+    inert, tmp_path: Path, work_file: Path
+) -> None:
+    assert inert("split", "work.bin", "-n", "2", "--full", "-o", "f").returncode == 0
+    names = ["f.1of2.inert", "f.2of2.inert"]
+    assert len({(tmp_path / n).stat().st_size for n in names}) == 1
+    assert inert("join", *names, "-o", "joined").returncode == 0
+    assert (tmp_path / "joined").read_bytes() == WORK
 
 
 def test_usage_errors_exit_2_with_a_hint(inert) -> None:

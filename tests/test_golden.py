@@ -28,6 +28,7 @@ def test_golden_files_are_present() -> None:
     assert len(PAD_KEYS) == 3
     assert len(MODEL_KEYS) == 8
     assert len(list(GOLDEN.glob("hello.*of3.share-v1.inert"))) == 3
+    assert len(list(GOLDEN.glob("hello.*of3.seedshare-v1.inert"))) == 3
 
 
 @pytest.mark.parametrize("key_path", PAD_KEYS, ids=lambda p: p.name)
@@ -39,8 +40,9 @@ def test_pad_key_decodes_and_reencodes_identically(key_path: Path) -> None:
     assert pad.encode(work, str(PAD), header.param("offset")) == key
 
 
-def test_share_set_joins() -> None:
-    parts = [p.read_bytes() for p in sorted(GOLDEN.glob("hello.*of3.share-v1.inert"))]
+@pytest.mark.parametrize("form", ["share", "seedshare"])
+def test_share_set_joins(form: str) -> None:
+    parts = [p.read_bytes() for p in sorted(GOLDEN.glob(f"hello.*of3.{form}-v1.inert"))]
     assert shares.join(parts) == (GOLDEN / "hello.work").read_bytes()
 
 

@@ -345,7 +345,7 @@ def decode(
     output = output or work_output_for(key)
     with open_input(key, "the key") as (src, key_length):
         header = read_header(src)
-        if header.kind is Kind.SHARE:
+        if header.kind.is_share:
             raise InertError(
                 f"{key} is share {header.param('index') + 1} of {header.param('count')}",
                 hint="restore shares with: inert join SHARE... -o WORK",
@@ -703,10 +703,22 @@ def pad_new(path: str, size: int, force: bool, quiet: bool) -> None:
     metavar="PREFIX",
     help="Write PREFIX.1ofN.inert ... [default: WORK as the prefix].",
 )
+@click.option(
+    "--full",
+    is_flag=True,
+    help="Write every share at the work's size (default: shares 1..N-1 are ~55-byte seeds).",
+)
 @force_option
 @quiet_option
-def split(work: str, count: int, prefix: str | None, force: bool, quiet: bool) -> None:
-    """Split WORK into N shares; any N-1 of them are uniform noise, all N restore it."""
+def split(work: str, count: int, prefix: str | None, full: bool, force: bool, quiet: bool) -> None:
+    """Split WORK into N shares; any N-1 of them are uniform noise, all N restore it.
+
+    Shares 1..N-1 are AES-256-CTR keystreams under fresh random keys and share N is the
+    work XOR all of them. A keystream is determined by its 32-byte key, so by default
+    shares 1..N-1 store just that key (a "seed share" of about 55 bytes) and only share N is as
+    large as the work: the same security, one work-sized file to write. With --full every
+    share holds its bytes in full.
+    """
     if prefix is None:
         if work == STDIO:
             raise click.UsageError(
@@ -719,7 +731,7 @@ def split(work: str, count: int, prefix: str | None, force: bool, quiet: bool) -
         atomic_outputs(paths, force=force) as outs,
         progress_bar(length, "split", quiet) as progress,
     ):
-        shares.split_stream(src, length, outs, progress)
+        shares.split_stream(src, length, outs, progress, full=full)
     info(quiet, f"{work} -> {', '.join(paths)}")
 
 

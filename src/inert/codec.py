@@ -352,7 +352,7 @@ def decode_work(key: bytes, loaded: LoadedModel) -> bytes:
     elif header.kind is Kind.MODEL:
         decode_key(stream, header, loaded, out)
     else:
-        raise InertError(f"this is a {header.kind.name.lower()} key, not a model key")
+        raise InertError(f"this is a {header.kind.label} key, not a model key")
     return out.getvalue()
 
 

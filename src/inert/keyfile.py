@@ -4,13 +4,14 @@ Layout of a v1 key (all integers little-endian; uvarint = unsigned LEB128, minim
 
     magic        2 bytes   0x89 'K'
     version      1 byte    1
-    kind         1 byte    1 pad, 2 model, 3 share, 4 stored
+    kind         1 byte    1 pad, 2 model, 3 share, 4 stored, 5 seed share
     blob id      8 bytes   first 8 bytes of SHA-256(blob); a share set's random id for shares
     work length  uvarint
     params       uvarints  pad: offset; model: segment_tokens, token_count, codec;
-                           share: index, count; stored: none
+                           share, seed share: index, count; stored: none
     checksum     4 bytes   CRC-32 of the work (shares: an XOR share of it)
     payload      the rest  pad, share and stored: exactly `work length` bytes;
+                           seed share: a 32-byte AES-256 key (its payload is that keystream);
                            model: a uvarint word count per segment, then the words (u32 LE)
 
 Everything else in the package reads and writes keys through this module.
@@ -33,6 +34,7 @@ VERSION = 1
 BLOB_ID_SIZE = 8  # a 64-bit prefix of SHA-256 names a blob unambiguously in any real store
 CHECKSUM_SIZE = 4
 MAX_VARINT_BYTES = 9  # values below 2**63; more is never needed for lengths or offsets
+SEED_SIZE = 32  # a seed share's payload: the AES-256 key of the keystream it stands for
 
 
 class Kind(IntEnum):
@@ -40,6 +42,15 @@ class Kind(IntEnum):
     MODEL = 2
     SHARE = 3
     STORED = 4  # the work as is: what a model key falls back to when coding would enlarge it
+    SEED_SHARE = 5  # a share whose payload is AES-256-CTR keystream, stored as its 32-byte key
+
+    @property
+    def label(self) -> str:
+        return self.name.lower().replace("_", " ")
+
+    @property
+    def is_share(self) -> bool:
+        return self in (Kind.SHARE, Kind.SEED_SHARE)
 
 
 # Number of uvarint parameters each kind carries, in the order they are written.
@@ -48,6 +59,7 @@ PARAM_NAMES: dict[Kind, tuple[str, ...]] = {
     Kind.MODEL: ("segment_tokens", "token_count", "codec"),
     Kind.SHARE: ("index", "count"),
     Kind.STORED: (),
+    Kind.SEED_SHARE: ("index", "count"),
 }
 
 
@@ -61,12 +73,12 @@ class KeyHeader:
 
     def __post_init__(self) -> None:
         if self.kind not in PARAM_NAMES:
-            raise KeyFormatError(f"blob kind {self.kind.name.lower()} has no v1 key format yet")
+            raise KeyFormatError(f"blob kind {self.kind.label} has no v1 key format yet")
         if len(self.blob_id) != BLOB_ID_SIZE:
             raise KeyFormatError(f"blob id must be {BLOB_ID_SIZE} bytes, got {len(self.blob_id)}")
         if len(self.params) != len(PARAM_NAMES[self.kind]):
             raise KeyFormatError(
-                f"a {self.kind.name.lower()} key has {len(PARAM_NAMES[self.kind])} parameters"
+                f"a {self.kind.label} key has {len(PARAM_NAMES[self.kind])} parameters"
             )
         for value in (self.work_length, *self.params):
             if not 0 <= value < 2**63:
@@ -85,7 +97,7 @@ class KeyHeader:
             raise KeyFormatError(
                 "corrupt key: a stored key names no blob (its blob id is all zeros)"
             )
-        if self.kind is Kind.SHARE:
+        if self.kind.is_share:
             index, count = self.params
             if count < 2:
                 raise KeyFormatError(f"a share set needs at least 2 shares, this key says {count}")
@@ -98,6 +110,8 @@ class KeyHeader:
     @property
     def payload_length(self) -> int | None:
         """Pad, share and stored payloads are the work's length, byte for byte; a model's varies."""
+        if self.kind is Kind.SEED_SHARE:
+            return SEED_SIZE
         return None if self.kind is Kind.MODEL else self.work_length
 
     @property

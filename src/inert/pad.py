@@ -161,7 +161,7 @@ def decode(key: bytes, pad_path: str) -> bytes:
     stream = io.BytesIO(key)
     header = read_header(stream)
     if header.kind is not Kind.PAD:
-        raise InertError(f"this is a {header.kind.name.lower()} key, not a pad key")
+        raise InertError(f"this is a {header.kind.label} key, not a pad key")
     check_payload_length(header, len(key) - stream.tell())
     out = io.BytesIO()
     decode_stream(stream, header, open_blob(pad_path), out)

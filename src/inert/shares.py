@@ -6,7 +6,10 @@ shares reveal anything of the work but its length.
 
 The random bytes are AES-256-CTR keystream under a fresh key from the OS CSPRNG per share:
 computationally indistinguishable from the OS's own output (itself a ChaCha20 stream on
-Linux), at ~6 GB/s instead of ~0.35 GB/s.
+Linux), at ~6 GB/s instead of ~0.35 GB/s. A keystream is entirely determined by its key, so
+by default shares 1..N-1 are *seed shares* that store the 32-byte key instead of the stream
+it stands for: the same shares, the same security, and split writes one work-sized file
+instead of N (`full=True` writes every share out in full).
 """
 
 from __future__ import annotations
@@ -19,47 +22,73 @@ from typing import BinaryIO
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from .errors import ChecksumError, InertError, KeyFormatError
-from .keyfile import KeyHeader, Kind, parse_key, read_header
+from .keyfile import SEED_SIZE, KeyHeader, Kind, parse_key, read_header
 from .streams import CHUNK, Progress, expect_end
-from .xor import FileSource, xor_streams
+from .xor import FileSource, Source, xor_streams
 
 MAX_SHARES = 255
 
 
 class Keystream:
-    """Uniform random bytes: AES-256-CTR keystream under a fresh key from the OS CSPRNG."""
+    """AES-256-CTR keystream (counter block 0, 1, ...) under `key`, or a fresh key from the CSPRNG."""
 
-    def __init__(self) -> None:
-        self._cipher = Cipher(algorithms.AES(os.urandom(32)), modes.CTR(bytes(16))).encryptor()
+    def __init__(self, key: bytes | None = None) -> None:
+        self.key = os.urandom(SEED_SIZE) if key is None else key
+        self._cipher = Cipher(algorithms.AES(self.key), modes.CTR(bytes(16))).encryptor()
         self._zeros = bytes(CHUNK)
 
     def fill(self, buffer: memoryview) -> None:
+        """Write the next len(buffer) bytes of the keystream into buffer (a full share)."""
         for start in range(0, len(buffer), CHUNK):
             part = buffer[start : start + CHUNK]
             self._cipher.update_into(memoryview(self._zeros)[: len(part)], part)
 
+    def xor_into(self, buffer: memoryview) -> None:
+        """XOR the next len(buffer) bytes into buffer: CTR encryption, in place, in one pass."""
+        self._cipher.update_into(buffer, buffer)
+
+
+class Zeros:
+    def fill(self, buffer: memoryview) -> None:
+        buffer[:] = bytes(len(buffer))
+
 
 def split_stream(
-    work: BinaryIO, work_length: int, outs: Sequence[BinaryIO], progress: Progress | None = None
+    work: BinaryIO,
+    work_length: int,
+    outs: Sequence[BinaryIO],
+    progress: Progress | None = None,
+    full: bool = False,
 ) -> list[KeyHeader]:
-    """Write one share key to each of `outs` (seekable); returns their headers."""
+    """Write one share key to each of `outs` (seekable); returns their headers.
+
+    Shares 1..N-1 are seed shares unless `full`; share N is always the work XOR the others.
+    """
     count = len(outs)
     if not 2 <= count <= MAX_SHARES:
         raise InertError(f"the number of shares must be between 2 and {MAX_SHARES}, not {count}")
     set_id = os.urandom(8)
     randoms = [Keystream() for _ in range(count - 1)]
     crc_shares = [int.from_bytes(os.urandom(4), "little") for _ in range(count - 1)]
+    random_kind = Kind.SHARE if full else Kind.SEED_SHARE
     headers = [
-        KeyHeader(Kind.SHARE, set_id, work_length, (i, count), c) for i, c in enumerate(crc_shares)
+        KeyHeader(random_kind, set_id, work_length, (i, count), c) for i, c in enumerate(crc_shares)
     ]
     headers.append(KeyHeader(Kind.SHARE, set_id, work_length, (count - 1, count), 0))  # CRC: below
     starts = [out.tell() for out in outs]
     for out, header in zip(outs, headers, strict=True):
         out.write(header.to_bytes())
+    if not full:
+        for out, random in zip(outs, randoms, strict=False):
+            out.write(random.key)
 
-    sources = [FileSource(work, work_length, "the work"), *randoms]
-    copies = [(i + 1, out) for i, out in enumerate(outs[:-1])]  # share i+1 <- random source i+1
-    crc = xor_streams(sources, work_length, outs[-1], copies, checksum_source=0, progress=progress)
+    work_source = FileSource(work, work_length, "the work")
+    if full:  # share i+1 <- random source i+1, written out beside the last share
+        sources, keystreams = [work_source, *randoms], []
+        copies = [(i + 1, out) for i, out in enumerate(outs[:-1])]
+    else:
+        sources, keystreams, copies = [work_source], randoms, []
+    crc = xor_streams(sources, work_length, outs[-1], copies, 0, progress, keystreams=keystreams)
     expect_end(work, "the work (it grew while being read)")
 
     last_crc = crc
@@ -72,8 +101,8 @@ def split_stream(
 def check_share_set(headers: Sequence[KeyHeader], names: Sequence[str]) -> list[int]:
     """Validate that the headers form one complete share set; return them ordered by index."""
     for header, name in zip(headers, names, strict=True):
-        if header.kind is not Kind.SHARE:
-            raise InertError(f"{name} is a {header.kind.name.lower()} key, not a share")
+        if not header.kind.is_share:
+            raise InertError(f"{name} is a {header.kind.label} key, not a share")
     first = headers[0]
     for header, name in zip(headers, names, strict=True):
         if header.blob_id != first.blob_id:
@@ -109,13 +138,27 @@ def join_stream(
     out: BinaryIO,
     progress: Progress | None = None,
 ) -> None:
-    """XOR the payloads of a whole share set into `out`; verify the work's checksum."""
+    """XOR the payloads of a whole share set into `out`; verify the work's checksum.
+
+    Each stream is positioned at its payload; a seed share's is read here and expanded.
+    """
     order = check_share_set(headers, names)
     length = headers[0].work_length
-    sources = [
-        FileSource(shares[i], length, f"{names[i]}'s payload", KeyFormatError) for i in order
-    ]
-    crc = xor_streams(sources, length, out, progress=progress)
+    sources: list[Source] = []
+    keystreams: list[Keystream] = []
+    for i in order:
+        if headers[i].kind is Kind.SEED_SHARE:
+            seed = shares[i].read(SEED_SIZE)
+            if len(seed) != SEED_SIZE:
+                raise KeyFormatError(
+                    f"truncated key: {names[i]}'s seed has {len(seed)} of 32 bytes"
+                )
+            keystreams.append(Keystream(seed))
+        else:
+            sources.append(FileSource(shares[i], length, f"{names[i]}'s payload", KeyFormatError))
+    if not sources:  # only seeds (no writer makes such a set, but the format allows it)
+        sources.append(Zeros())
+    crc = xor_streams(sources, length, out, progress=progress, keystreams=keystreams)
     for i in order:
         expect_end(shares[i], names[i], KeyFormatError)
     expected = 0
@@ -130,9 +173,9 @@ def join_stream(
 # ---------------------------------------------------------------------------- one-shots
 
 
-def split(work: bytes, count: int) -> list[bytes]:
+def split(work: bytes, count: int, full: bool = False) -> list[bytes]:
     outs = [io.BytesIO() for _ in range(count)]
-    split_stream(io.BytesIO(work), len(work), outs)
+    split_stream(io.BytesIO(work), len(work), outs, full=full)
     return [o.getvalue() for o in outs]
 
 
