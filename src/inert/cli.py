@@ -10,9 +10,11 @@ import os
 import re
 import sys
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from functools import partial
+from typing import BinaryIO
 
 import click
 from rich.console import Console
@@ -28,6 +30,7 @@ from rich.progress import (
 from rich.table import Table
 
 from . import __version__, pad, shares
+from .aside import Aside
 from .errors import InertError
 from .keyfile import KeyHeader, Kind, check_payload_length, read_header
 from .store import Blob, Store, check_blob
@@ -450,40 +453,72 @@ def explain(
     other = None if reference in ("pad", "classical") else resolve_blob(Store(), reference)
     if other is not None and other.kind is not Kind.MODEL:
         raise click.UsageError("--reference must be pad, classical or a model blob")
-    with ThreadPoolExecutor(1) as aside:  # while the model runs: the compressors, matplotlib
-        from .classical import best
-
-        classical = aside.submit(best, data) if reference == "classical" else None
+    outputs = [
+        (p, binary)
+        for p, binary in ((json_path, False), (html_path, False), (plot_path, True))
+        if p
+    ]
+    if len({p for p, _ in outputs}) < len(outputs):
+        raise click.UsageError("--json, --html and --plot need different paths")
+    with contextlib.ExitStack() as stack:  # the outputs exist (as temporary files) from the start
+        files = {
+            path: stack.enter_context(atomic_output(path, force=force, binary=binary))
+            for path, binary in outputs
+        }
+        # Outputs are written by child processes, forked from this one while it has no
+        # threads: the plot's child imports matplotlib (0.3 s) while the model runs, then
+        # draws; the JSON's child starts once the ledger is done, beside the HTML here.
+        helpers: list[Aside] = []
+        stack.callback(lambda: [helper.cancel() for helper in helpers])
         if plot_path:
-            from .plot import pyplot
+            from .plot import curves, draw
 
-            aside.submit(pyplot)
-        book = ledger.build_ledger(data, codec.load_model(blob, threads), settings)
-        if reference == "pad":
-            name, ref_bits = "pad (8 bits per byte)", ledger.pad_reference(book)
-        elif classical:
-            compressor, size = classical.result()
-            name, ref_bits = f"classical: {compressor}", ledger.spread_by_bytes(book, 8.0 * size)
-        else:
-            other_book = ledger.build_ledger(data, codec.load_model(other, threads), settings)
-            name, ref_bits = f"model {other.id_hex}", ledger.blob_reference(book, other_book)
-    result = ledger.report(book, name, ref_bits, ledger.RecallRule(recall_tokens, recall_bits))
-    result["work"] = {"path": work, "bytes": len(data)}
-    result["blob"] = {"id": blob.id_hex, "path": str(blob.path)}
-    if json_path:
-        with atomic_output(json_path, force=force, binary=False) as out:
-            ledger.write_json(result, out)
-    if html_path:
-        from .html import render
+            plotter = Aside.ready(partial(write_flushed, draw, files[plot_path]), nice_pyplot)
+            helpers.append(plotter)
+        with ThreadPoolExecutor(1) as aside:  # while the model runs: the compressors
+            from .classical import best
 
-        with atomic_output(html_path, force=force, binary=False) as out:
-            out.write(render(result, data).encode())
-    if plot_path:
-        from .plot import plot
+            classical = aside.submit(best, data) if reference == "classical" else None
+            book = ledger.build_ledger(data, codec.load_model(blob, threads), settings)
+            if reference == "pad":
+                name, ref_bits = "pad (8 bits per byte)", ledger.pad_reference(book)
+            elif classical:
+                compressor, size = classical.result()
+                name, ref_bits = (
+                    f"classical: {compressor}",
+                    ledger.spread_by_bytes(book, 8.0 * size),
+                )
+            else:
+                other_book = ledger.build_ledger(data, codec.load_model(other, threads), settings)
+                name, ref_bits = f"model {other.id_hex}", ledger.blob_reference(book, other_book)
+        result = ledger.report(book, name, ref_bits, ledger.RecallRule(recall_tokens, recall_bits))
+        result["work"] = {"path": work, "bytes": len(data)}
+        result["blob"] = {"id": blob.id_hex, "path": str(blob.path)}
+        if plot_path:
+            plotter.run(curves(result))
+        if json_path:
+            helpers.append(Aside(write_flushed, ledger.write_json, files[json_path], result))
+        if html_path:
+            from .html import render
 
-        with atomic_output(plot_path, force=force) as out:
-            plot(result, out)
+            files[html_path].write(render(result, data).encode())
+        for helper in helpers:
+            helper.wait()
     show_explanation(result)
+
+
+def nice_pyplot() -> None:
+    """Import matplotlib at low priority: on the CPU time the model's threads leave over."""
+    from .plot import pyplot
+
+    os.nice(10)
+    pyplot()
+
+
+def write_flushed(write: Callable[[object, BinaryIO], None], out: BinaryIO, data: object) -> None:
+    """write(data, out), its buffered bytes flushed to the file (a child exits without it)."""
+    write(data, out)
+    out.flush()
 
 
 def show_explanation(result: dict) -> None:

@@ -7,10 +7,11 @@ are in the page. Large works show their first MAX_TOKENS tokens; the JSON has th
 from __future__ import annotations
 
 import html
-from itertools import islice
 
 import jinja2
 import numpy as np
+
+from .ledger import TokenRecords
 
 MAX_TOKENS = 20_000  # beyond this a page gets sluggish in a browser
 CHART_POINTS = 600
@@ -79,25 +80,42 @@ def polyline(xs: list[float], ys: list[float], x_max: float, y_max: float) -> st
     return " ".join(f"{x:.1f},{y:.1f}" for x, y in [(50, 210), *pts])
 
 
-def display_units(work: bytes, tokens: list[dict]) -> list[tuple[str, list[dict]]]:
-    """Group tokens so each group's bytes are whole UTF-8 characters (a token may split one)."""
-    units, i = [], 0
-    while i < len(tokens):
+def display_units(work: bytes, starts: list[int], ends: list[int]) -> list[tuple[str, int, int]]:
+    """(text, first, stop) per group of tokens [first, stop) whose bytes are whole UTF-8
+    characters (a token may split one)."""
+    units, i, n = [], 0, len(starts)
+    while i < n:
         j = i + 1
         while True:
             try:
-                text = work[tokens[i]["start"] : tokens[j - 1]["end"]].decode("utf-8")
+                text = work[starts[i] : ends[j - 1]].decode("utf-8")
                 break
             except UnicodeDecodeError:
-                if j - i >= 4 or j == len(tokens):  # not text after all: show replacement marks
-                    text = work[tokens[i]["start"] : tokens[j - 1]["end"]].decode(
-                        "utf-8", errors="replace"
-                    )
+                if j - i >= 4 or j == n:  # not text after all: show replacement marks
+                    text = work[starts[i] : ends[j - 1]].decode("utf-8", errors="replace")
                     break
                 j += 1
-        units.append((text, tokens[i:j]))
+        units.append((text, i, j))
         i = j
     return units
+
+
+def token_pieces(tokens: TokenRecords, work: bytes) -> list[str]:
+    """One coloured <span> per display unit of the first MAX_TOKENS tokens, with its tooltip."""
+    label = {t: repr(text) for t, text in tokens.vocabulary_text().items()}
+    columns = tokens.blocks(stop=MAX_TOKENS, size=MAX_TOKENS)  # one block: units may span
+    starts, ends, _, bits, key_bits, _, ranks, top_ids, top_bits = next(columns, ([],) * 9)
+    tips = [
+        f"key {key:.2f} bits; blob {b:.2f} bits (p = {2.0**-b:.4f}), rank {rank}; "
+        "blob's choices: "
+        + ", ".join(f"{label[t]} {2.0**-tb:.3f}" for t, tb in zip(ids, tbits, strict=True))
+        for key, b, rank, ids, tbits in zip(key_bits, bits, ranks, top_ids, top_bits, strict=True)
+    ]
+    return [
+        f'<span class="t" style="background:{colour(sum(key_bits[i:j]) / (j - i))}" '
+        f'title="{html.escape(" | ".join(tips[i:j]))}">{html.escape(text)}</span>'
+        for text, i, j in display_units(work, starts, ends)
+    ]
 
 
 def render(result: dict, work: bytes) -> str:
@@ -110,22 +128,7 @@ def render(result: dict, work: bytes) -> str:
     xs = [0.0, *ends[points].astype(float)]
     key_y, blob_y, ref_y = ([0.0, *c[points]] for c in cumulative)
     k, b, r = (float(c[-1]) if len(c) else 0.0 for c in cumulative)
-    shown = list(islice(tokens, MAX_TOKENS))
-    pieces = []
-    for text, group in display_units(work, shown):
-        tips = []
-        for tok in group:
-            alternatives = ", ".join(f"{a['text']!r} {2.0 ** -a['bits']:.3f}" for a in tok["top"])
-            tips.append(
-                f"key {tok['key_bits']:.2f} bits; blob {tok['bits']:.2f} bits "
-                f"(p = {2.0 ** -tok['bits']:.4f}), rank {tok['rank']}; "
-                f"blob's choices: {alternatives}"
-            )
-        bits = sum(tok["key_bits"] for tok in group) / len(group)
-        pieces.append(
-            f'<span class="t" style="background:{colour(bits)}" title="{html.escape(" | ".join(tips))}">'
-            f"{html.escape(text)}</span>"
-        )
+    pieces = token_pieces(tokens, work)
     x_max, y_max = max(xs[-1], 1.0), max(k, b, r, 1.0)
     return TEMPLATE.render(
         work=result["work"]["path"],
@@ -136,7 +139,7 @@ def render(result: dict, work: bytes) -> str:
         rule=result["recall"]["rule"],
         extraction=result["extraction"],
         shown=len(pieces),
-        shown_tokens=len(shown),
+        shown_tokens=min(len(tokens), MAX_TOKENS),
         body="".join(pieces),
         key_points=polyline(xs, key_y, x_max, y_max),
         blob_points=polyline(xs, blob_y, x_max, y_max) if result["totals"]["repeat_bits"] else "",
