@@ -70,21 +70,43 @@ def test_cancel_stops_a_child_that_is_still_running() -> None:
     assert time.perf_counter() - start < 10
 
 
-def test_a_ready_child_prepares_at_once_and_runs_with_the_arguments_sent_later(
+def write_all(out: BinaryIO, messages) -> None:
+    for message in messages:
+        write_and_flush(out, message)
+
+
+def test_a_ready_child_prepares_at_once_and_writes_the_messages_sent_later(
     tmp_path: Path, forks: bool
 ) -> None:
     with atomic_output(str(tmp_path / "out"), force=False) as out:
-        helper = Aside.ready(lambda data: write_and_flush(out, data), prepare=lambda: None)
-        helper.run(b"sent later: " + bytes(range(256)))
+        helper = Aside.ready(lambda messages: write_all(out, messages), prepare=lambda: None)
+        for i in range(200):  # more than a pipe holds: the parent never waits for the child
+            helper.send(bytes([i]) * 4000)
+        helper.close()
         helper.wait()
-    assert (tmp_path / "out").read_bytes() == b"sent later: " + bytes(range(256))
+    assert (tmp_path / "out").read_bytes() == b"".join(bytes([i]) * 4000 for i in range(200))
 
 
-def test_a_ready_child_never_given_its_arguments_ends_without_running(
-    tmp_path: Path, forks: bool
-) -> None:
+def test_ready_children_each_see_the_end_of_their_own_messages(tmp_path: Path, forks: bool) -> None:
+    """A child forked later must not hold an earlier child's pipe open (it would never end)."""
+    with (
+        atomic_output(str(tmp_path / "a"), force=False) as a,
+        atomic_output(str(tmp_path / "b"), force=False) as b,
+    ):
+        first = Aside.ready(lambda messages: write_all(a, messages), prepare=lambda: None)
+        second = Aside.ready(lambda messages: write_all(b, messages), prepare=lambda: None)
+        first.send(b"first")
+        first.close()
+        first.wait()  # would hang if the second child held the first one's pipe
+        second.send(b"second")
+        second.wait()
+    assert (tmp_path / "a").read_bytes() == b"first"
+    assert (tmp_path / "b").read_bytes() == b"second"
+
+
+def test_a_ready_child_sent_nothing_ends_without_writing(tmp_path: Path, forks: bool) -> None:
     with atomic_output(str(tmp_path / "out"), force=False) as out:
-        helper = Aside.ready(lambda data: write_and_flush(out, data), prepare=lambda: None)
+        helper = Aside.ready(lambda messages: write_all(out, messages), prepare=lambda: None)
         helper.wait()
     assert (tmp_path / "out").read_bytes() == b""
 
@@ -92,7 +114,7 @@ def test_a_ready_child_never_given_its_arguments_ends_without_running(
 def test_a_failing_preparation_is_reported() -> None:
     if not aside.FORKS:
         pytest.skip("no fork on this system")
-    helper = Aside.ready(lambda: None, prepare=lambda: fail("matplotlib is missing"))
-    helper.run()
-    with pytest.raises(InertError, match="matplotlib is missing"):
+    helper = Aside.ready(lambda messages: list(messages), prepare=lambda: fail("no matplotlib"))
+    helper.send("anything")
+    with pytest.raises(InertError, match="no matplotlib"):
         helper.wait()

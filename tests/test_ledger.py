@@ -115,3 +115,27 @@ def test_top_tokens_are_best_first_with_ties_to_the_lower_id() -> None:
     wide[20:40, ::97] = 10**6  # the best tokens tie, spread over many blocks
     expected = np.argsort(-wide, axis=1, kind="stable")[:, :5]
     assert np.array_equal(top_tokens(wide, 5), expected)
+
+
+def test_json_streamed_segment_by_segment_is_the_json_written_at_the_end(tiny) -> None:
+    """explain's JSON child gets each segment's rows as they are done: same bytes."""
+    import io
+
+    from inert.ledger import rows, spread_by_bytes, stream_json, write_json
+
+    work = TEXT + "é — 😀 \x00\n".encode() + TEXT[:500]
+    messages: list[tuple] = []
+
+    def send(book, a: int, b: int) -> None:
+        reference = spread_by_bytes(book, 1234.5)  # as -r classical spreads a size
+        messages.append(("rows", book.segment_tokens, rows(book, a, b), reference[a:b]))
+
+    settings = codec.CodecSettings(segment_tokens=16)
+    ledger = build_ledger(work, tiny, settings, on_rows=send)
+    assert len(messages) == -(-len(ledger.bits) // 16) > 3  # one message per segment
+    result = report(ledger, "classical: test", spread_by_bytes(ledger, 1234.5))
+    whole, streamed = io.BytesIO(), io.BytesIO()
+    write_json(result, whole)
+    head = {k: v for k, v in result.items() if k != "tokens"}
+    stream_json(streamed, work, ledger.token_bytes, iter([*messages, ("end", head)]))
+    assert streamed.getvalue() == whole.getvalue()

@@ -11,69 +11,91 @@ Where os.fork is missing or unsafe (not Linux), the function simply runs in the 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
+import queue
 import signal
 import sys
+import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import BinaryIO
 
 from .errors import InertError
 
 FORKS = sys.platform == "linux" and hasattr(os, "fork")
 MESSAGE_LIMIT = 4000  # bytes of the child's error message passed back
+_PARENT_ENDS: set[int] = set()  # the parent's ends of live helpers' pipes (children close them)
 
 
 class Aside:
     """One function running in a child process (or run in the caller, where there is no fork).
 
-    Aside(fn, *args) forks and runs fn(*args) at once. Aside.ready(fn, prepare) forks now,
-    runs prepare() in the child (a slow import, say, while the parent's threads are busy
-    but a core is free now and then) and fn(*args) once the parent sends args with run():
-    fork before any thread starts, and the arguments arrive pickled.
+    Aside(fn, *args) forks and runs fn(*args) at once. Aside.ready(fn, prepare) forks now
+    (before any thread starts: fork copies only the calling thread) and runs prepare() in
+    the child — a slow import, say, on the CPU time the parent's threads leave over — then
+    fn(messages): an iterator over the objects the parent send()s, pickled through a pipe
+    by a sender thread (the parent never waits for the child), until close().
     """
 
     def __init__(self, fn: Callable[..., object], *args: object) -> None:
         self.pid: int | None = None
-        self._later: Callable[..., object] | None = None
-        self._args: int | None = None  # a ready helper's pipe for its arguments
+        self._outbox: queue.SimpleQueue | None = None  # a ready helper's messages to send
         if not FORKS:
             fn(*args)
             return
         self._fork(lambda: fn(*args))
 
     @classmethod
-    def ready(cls, fn: Callable[..., object], prepare: Callable[[], object]) -> Aside:
+    def ready(
+        cls, fn: Callable[[Iterator[object]], object], prepare: Callable[[], object]
+    ) -> Aside:
         helper = cls.__new__(cls)
-        helper.pid, helper._later, helper._args = None, fn, None
-        if FORKS:
-            args_read, args_write = os.pipe()
+        helper.pid, helper._outbox = None, queue.SimpleQueue()
+        if not FORKS:  # run inline at close(), over the messages kept until then
+            helper._inline = fn
+            return helper
+        messages_read, messages_write = os.pipe()
 
-            def child() -> None:
-                os.close(args_write)
-                prepare()
-                with os.fdopen(args_read, "rb") as pipe:
-                    data = pipe.read()
-                if data:  # the parent sent the arguments (it closes the pipe unsent on failure)
-                    fn(*pickle.loads(data))
+        def child() -> None:
+            os.close(messages_write)
+            prepare()
+            with os.fdopen(messages_read, "rb") as pipe:
+                fn(_received(pipe))
 
-            helper._fork(child)
-            os.close(args_read)
-            helper._args = args_write
+        helper._fork(child)
+        os.close(messages_read)
+        _PARENT_ENDS.add(messages_write)
+        helper._sender_fd = messages_write
+        helper._sender = threading.Thread(
+            target=_send, args=(helper._outbox, messages_write), daemon=True
+        )
         return helper
 
-    def run(self, *args: object) -> None:
-        """Give a ready helper its arguments: it runs fn(*args) now."""
-        assert self._later is not None, "run() is for helpers made with Aside.ready"
-        if self._args is None:
-            self._later(*args)
+    def send(self, message: object) -> None:
+        """Pass an object to a ready helper's fn (it must pickle)."""
+        assert self._outbox is not None, "send() is for helpers made with Aside.ready"
+        self._outbox.put(message)
+        self._start_sender()
+
+    def _start_sender(self) -> None:
+        """Threads start at the first message, so that every fork happens before them."""
+        if self.pid is not None and not self._sender.is_alive() and not self._sender.ident:
+            self._sender.start()
+
+    def close(self) -> None:
+        """No more messages: a ready helper's fn sees the end of its iterator."""
+        outbox, self._outbox = self._outbox, None
+        if outbox is None:
             return
-        pipe, self._args = os.fdopen(self._args, "wb"), None
-        try:
-            with pipe:
-                pipe.write(pickle.dumps(args, protocol=pickle.HIGHEST_PROTOCOL))
-        except BrokenPipeError:
-            pass  # the child has failed already: wait() says why
+        outbox.put(_END)
+        if self.pid is None:  # no fork: run here
+            self._inline(iter(outbox.get, _END))
+        else:
+            self._start_sender()
+            self._sender.join()
+            _PARENT_ENDS.discard(self._sender_fd)
 
     def _fork(self, child: Callable[[], None]) -> None:
         read_end, write_end = os.pipe()
@@ -82,6 +104,8 @@ class Aside:
             status = 1
             try:
                 os.close(read_end)
+                for fd in _PARENT_ENDS:  # other helpers' pipes: they must see their ends
+                    os.close(fd)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl-C: the parent cleans up
                 child()
                 status = 0
@@ -91,21 +115,17 @@ class Aside:
             finally:
                 os._exit(status)  # no atexit handlers, no parent's cleanup run twice
         os.close(write_end)
-        self.pid, self._messages = pid, read_end
-
-    def _close_args(self) -> None:
-        """A ready helper never given its arguments ends without running fn."""
-        if self._args is not None:
-            os.close(self._args)
-            self._args = None
+        self.pid, self._errors = pid, read_end
+        _PARENT_ENDS.add(read_end)
 
     def wait(self) -> None:
         """Wait for the child; raise its error if it failed."""
-        self._close_args()
+        self.close()
         if self.pid is None:
             return
         pid, self.pid = self.pid, None
-        with os.fdopen(self._messages, "rb") as messages:
+        _PARENT_ENDS.discard(self._errors)
+        with os.fdopen(self._errors, "rb") as messages:
             message = messages.read().decode(errors="replace").strip()
         _, status = os.waitpid(pid, 0)
         if os.waitstatus_to_exitcode(status) != 0:
@@ -113,12 +133,44 @@ class Aside:
 
     def cancel(self) -> None:
         """Stop the child, if it still runs (the caller is failing anyway)."""
-        self._close_args()
         if self.pid is not None:
             try:
                 os.kill(self.pid, signal.SIGKILL)
                 os.waitpid(self.pid, 0)
             except (ProcessLookupError, ChildProcessError):
                 pass
-            os.close(self._messages)
+            _PARENT_ENDS.discard(self._errors)
+            os.close(self._errors)
             self.pid = None
+        if self._outbox is not None:  # the sender finds the pipe broken and stops
+            self._outbox.put(_END)
+            self._start_sender()
+            self._sender.join()
+            _PARENT_ENDS.discard(self._sender_fd)
+            self._outbox = None
+
+
+_END = "end of messages"
+
+
+def _send(outbox: queue.SimpleQueue, fd: int) -> None:
+    """The sender thread: pickle each message into the pipe, in order, until _END."""
+    pipe = os.fdopen(fd, "wb")
+    try:
+        for message in iter(outbox.get, _END):
+            pickle.dump(message, pipe, protocol=pickle.HIGHEST_PROTOCOL)
+            pipe.flush()
+        pipe.close()
+    except BrokenPipeError:  # the child has failed: wait() says why
+        for _ in iter(outbox.get, _END):
+            pass
+        with contextlib.suppress(OSError):
+            pipe.close()  # closes the descriptor, whatever the buffer's fate
+
+
+def _received(pipe: BinaryIO) -> Iterator[object]:
+    while True:
+        try:
+            yield pickle.load(pipe)
+        except EOFError:
+            return

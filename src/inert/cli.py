@@ -17,6 +17,7 @@ from functools import partial
 from typing import BinaryIO
 
 import click
+import numpy as np
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -466,38 +467,61 @@ def explain(
             for path, binary in outputs
         }
         # Outputs are written by child processes, forked from this one while it has no
-        # threads: the plot's child imports matplotlib (0.3 s) while the model runs, then
-        # draws; the JSON's child starts once the ledger is done, beside the HTML here.
+        # threads, on the CPU time the model's threads leave over: the JSON's child formats
+        # each segment's records as soon as the segment is done; the plot's child imports
+        # matplotlib meanwhile and draws at the end; the HTML is written here at the end.
         helpers: list[Aside] = []
         stack.callback(lambda: [helper.cancel() for helper in helpers])
+        loaded = codec.load_model(blob, threads)
         if plot_path:
             from .plot import curves, draw
 
-            plotter = Aside.ready(partial(write_flushed, draw, files[plot_path]), nice_pyplot)
+            plotter = Aside.ready(partial(write_each, draw, files[plot_path]), nice_pyplot)
             helpers.append(plotter)
+        streaming = json_path is not None and reference in ("pad", "classical")
+        if streaming:
+            token_bytes = loaded.model.vocab.token_bytes
+            json_writer = Aside.ready(
+                partial(ledger.stream_json, files[json_path], data, token_bytes), low_priority
+            )
+            helpers.append(json_writer)
         with ThreadPoolExecutor(1) as aside:  # while the model runs: the compressors
             from .classical import best
 
             classical = aside.submit(best, data) if reference == "classical" else None
-            book = ledger.build_ledger(data, codec.load_model(blob, threads), settings)
-            if reference == "pad":
-                name, ref_bits = "pad (8 bits per byte)", ledger.pad_reference(book)
-            elif classical:
+
+            def reference_bits(book: ledger.Ledger) -> tuple[str, np.ndarray]:
+                if classical is None:
+                    return "pad (8 bits per byte)", ledger.pad_reference(book)
                 compressor, size = classical.result()
-                name, ref_bits = (
-                    f"classical: {compressor}",
-                    ledger.spread_by_bytes(book, 8.0 * size),
-                )
+                return f"classical: {compressor}", ledger.spread_by_bytes(book, 8.0 * size)
+
+            sent: list[np.ndarray] = []  # the reference's bits, once the first rows are done
+
+            def send_rows(book: ledger.Ledger, a: int, b: int) -> None:
+                sent[:] = sent or [reference_bits(book)[1]]
+                rows = ledger.rows(book, a, b)
+                json_writer.send(("rows", book.segment_tokens, rows, sent[0][a:b]))
+
+            book = ledger.build_ledger(
+                data, loaded, settings, on_rows=send_rows if streaming else None
+            )
+            if reference in ("pad", "classical"):
+                name, ref_bits = reference_bits(book)
             else:
                 other_book = ledger.build_ledger(data, codec.load_model(other, threads), settings)
                 name, ref_bits = f"model {other.id_hex}", ledger.blob_reference(book, other_book)
         result = ledger.report(book, name, ref_bits, ledger.RecallRule(recall_tokens, recall_bits))
         result["work"] = {"path": work, "bytes": len(data)}
         result["blob"] = {"id": blob.id_hex, "path": str(blob.path)}
-        if plot_path:
-            plotter.run(curves(result))
-        if json_path:
+        if streaming:
+            json_writer.send(("end", {k: v for k, v in result.items() if k != "tokens"}))
+            json_writer.close()
+        elif json_path:
             helpers.append(Aside(write_flushed, ledger.write_json, files[json_path], result))
+        if plot_path:
+            plotter.send(curves(result))
+            plotter.close()
         if html_path:
             from .html import render
 
@@ -507,12 +531,21 @@ def explain(
     show_explanation(result)
 
 
+def low_priority() -> None:
+    os.nice(19)
+
+
 def nice_pyplot() -> None:
     """Import matplotlib at low priority: on the CPU time the model's threads leave over."""
     from .plot import pyplot
 
-    os.nice(10)
+    os.nice(19)
     pyplot()
+
+
+def write_each(write: Callable[[object, BinaryIO], None], out: BinaryIO, items: Iterator) -> None:
+    for item in items:
+        write_flushed(write, out, item)
 
 
 def write_flushed(write: Callable[[object, BinaryIO], None], out: BinaryIO, data: object) -> None:

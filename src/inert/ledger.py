@@ -10,7 +10,9 @@ key bits sum to the key's payload bits exactly.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import BinaryIO
 
@@ -89,9 +91,17 @@ def _top_of_rows(freq: np.ndarray, k: int) -> np.ndarray:
 
 
 def build_ledger(
-    work: bytes, loaded: LoadedModel, settings: CodecSettings | None = None, top_k: int = 5
+    work: bytes,
+    loaded: LoadedModel,
+    settings: CodecSettings | None = None,
+    top_k: int = 5,
+    on_rows: Callable[[Ledger, int, int], None] | None = None,
 ) -> Ledger:
-    """The ledger of `work` against a model blob, segment by segment as the codec codes it."""
+    """The ledger of `work` against a model blob, segment by segment as the codec codes it.
+
+    on_rows(ledger, a, b) is called as the rows of tokens a..b-1 become final (the ledger's
+    token ids and byte spans are there from the first call), e.g. to write them out early.
+    """
     settings = settings or CodecSettings()
     segment_tokens = min(settings.segment_tokens, loaded.model.config.max_seq_len)
     settings = replace(settings, segment_tokens=segment_tokens)
@@ -106,6 +116,20 @@ def build_ledger(
     top_ids = np.zeros((T, k), dtype=np.int64)
     top_bits = np.zeros((T, k))
     flush = np.zeros(T)
+    book = Ledger(
+        work,
+        tokens,
+        ends - lengths,
+        ends,
+        bits,
+        coded,
+        flush,
+        ranks,
+        top_ids,
+        top_bits,
+        segment_tokens,
+        vocab.token_bytes,
+    )
     for start, freq, predictions in coded_frequencies(loaded.engine, tokens, settings):
         rows, end = np.arange(len(freq)), start + len(freq)
         symbols = tokens[start:end]
@@ -121,20 +145,26 @@ def build_ledger(
         flush[end - 1] = (
             32 * len(words) + 8 * len(encode_uvarint(len(words))) - coded[start:end].sum()
         )
-    return Ledger(
-        work,
-        tokens,
-        ends - lengths,
-        ends,
-        bits,
-        coded,
-        flush,
-        ranks,
-        top_ids,
-        top_bits,
-        segment_tokens,
-        vocab.token_bytes,
-    )
+        if on_rows:
+            on_rows(book, start, end)
+    return book
+
+
+ROW_FIELDS = ("token_ids", "starts", "ends", "bits", "coded_bits", "flush_bits", "ranks")
+ROW_FIELDS += ("top_ids", "top_bits")
+
+
+def rows(ledger: Ledger, a: int, b: int) -> dict[str, np.ndarray]:
+    """The per-token arrays of tokens a..b-1: what another process needs besides the work
+    and the vocabulary to write their records (Ledger.from_rows)."""
+    return {name: getattr(ledger, name)[a:b] for name in ROW_FIELDS}
+
+
+def ledger_of_rows(
+    work: bytes, token_bytes: list[bytes], arrays: dict[str, np.ndarray], segment_tokens: int
+) -> Ledger:
+    """A ledger of some of a work's tokens (byte spans still count from the work's start)."""
+    return Ledger(work=work, segment_tokens=segment_tokens, token_bytes=token_bytes, **arrays)
 
 
 # ---------------------------------------------------------------------------- references
@@ -353,11 +383,42 @@ _json_string = json.encoder.encode_basestring  # type: ignore[attr-defined]  # "
 
 def write_json(result: dict, out: BinaryIO) -> None:
     """The report as JSON, its token list streamed a block of records at a time."""
-    head = {k: v for k, v in result.items() if k != "tokens"}
-    out.write(json.dumps(head, ensure_ascii=False)[:-1].encode() + b', "tokens": [')
+    out.write(json_head(result))
     for i, text in enumerate(result["tokens"].json_text()):
         out.write((b", " if i else b"") + text.encode())
-    out.write(b"]}")
+    out.write(JSON_END)
+
+
+def json_head(result: dict) -> bytes:
+    """The JSON report up to its first token record: every field but the tokens comes first."""
+    head = {k: v for k, v in result.items() if k != "tokens"}
+    return json.dumps(head, ensure_ascii=False)[:-1].encode() + b', "tokens": ['
+
+
+JSON_END = b"]}"
+
+
+def stream_json(
+    out: BinaryIO, work: bytes, token_bytes: list[bytes], messages: Iterator[tuple]
+) -> None:
+    """write_json, fed while the ledger is made: ("rows", segment_tokens, rows(...), the
+    reference bits of those tokens) in token order, then ("end", the report without its
+    tokens). The records wait in a temporary file until the report's totals, which come
+    first in the JSON, are known."""
+    with tempfile.TemporaryFile() as spool:
+        for message in messages:
+            if message[0] == "rows":
+                _, segment_tokens, arrays, reference = message
+                part = ledger_of_rows(work, token_bytes, arrays, segment_tokens)
+                for text in TokenRecords(part, reference).json_text():
+                    spool.write((b", " if spool.tell() else b"") + text.encode())
+            else:
+                _, result = message
+                out.write(json_head(result))
+                spool.seek(0)
+                shutil.copyfileobj(spool, out, 1 << 20)
+                out.write(JSON_END)
+                out.flush()
 
 
 def report(
