@@ -58,7 +58,13 @@ def test_report_renders_in_chromium_with_the_expected_totals(
     assert (
         shown and int(shown.group(1)) == pieces > 0.9 * ledger["totals"]["tokens"]
     )  # the script ran
-    visible = re.sub(r'title="[^"]*"', "", dom.split('<pre class="work">', 1)[1])
+    # tooltips are made in the browser from the page's numbers: the first piece has its own
+    first = re.search(r'<span class="t" data-u="0" [^>]*title="([^"]*)"', dom)
+    assert first, "the page's script did not make the first piece's tooltip"
+    assert re.match(r"key \d+\.\d\d bits; blob \d+\.\d\d bits \(p = 0\.\d{4}\)", first.group(1))
+    assert "blob's choices: " in first.group(1) and first.group(1).count("&quot;") >= 10
+    shown_work = dom.split('<pre class="work">', 1)[1].split("</pre>", 1)[0]
+    visible = re.sub(r'title="[^"]*"', "", shown_work)
     assert "\ufffd" not in visible and "😀" in visible  # tokens splitting a character shown whole
     held = f"{ledger['totals']['blob_held_bits']:,.0f} bits"
     assert held in dom and f"{ledger['totals']['key_bits']:,.0f} bits" in dom

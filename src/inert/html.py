@@ -7,6 +7,7 @@ are in the page. Large works show their first MAX_TOKENS tokens; the JSON has th
 from __future__ import annotations
 
 import html
+import json
 
 import jinja2
 import numpy as np
@@ -60,7 +61,32 @@ svg text { font-size: 11px; }
 Showing the first {{ "{:,}".format(shown_tokens) }} of {{ "{:,}".format(t.tokens) }} tokens{% if shown_tokens < t.tokens %} (the JSON output has all of them){% endif %}
 in <span id="shown">{{ shown }}</span> coloured pieces.</p>
 <pre class="work">{{ body|safe }}</pre>
+<script id="tokens" type="application/json">{{ tokens_json|safe }}</script>
 <script>
+"use strict";
+// Tooltips are built when a piece is first hovered, from the tokens' numbers above.
+const d = JSON.parse(document.getElementById("tokens").textContent);
+const p = (bits, digits) => Math.pow(2, -bits).toFixed(digits);
+function tip(u) {
+  const parts = [];
+  for (let i = d.units[u]; i < d.units[u + 1]; i++) {
+    const choices = [];
+    for (let j = i * d.k; j < (i + 1) * d.k; j++) {
+      choices.push(JSON.stringify(d.text[d.top[j]]) + " " + p(d.top_bits[j], 3));
+    }
+    parts.push("key " + d.key[i].toFixed(2) + " bits; blob " + d.bits[i].toFixed(2) +
+      " bits (p = " + p(d.bits[i], 4) + "), rank " + d.rank[i] +
+      "; blob's choices: " + choices.join(", "));
+  }
+  return parts.join(" | ");
+}
+const work = document.querySelector("pre.work");
+work.addEventListener("mouseover", (event) => {
+  const piece = event.target.closest(".t");
+  if (piece && !piece.title) piece.title = tip(Number(piece.dataset.u));
+});
+const first = work.querySelector(".t");
+if (first) first.title = tip(0);
 document.getElementById("shown").textContent = document.querySelectorAll(".t").length;
 </script>
 </body></html>
@@ -100,22 +126,30 @@ def display_units(work: bytes, starts: list[int], ends: list[int]) -> list[tuple
     return units
 
 
-def token_pieces(tokens: TokenRecords, work: bytes) -> list[str]:
-    """One coloured <span> per display unit of the first MAX_TOKENS tokens, with its tooltip."""
-    label = {t: repr(text) for t, text in tokens.vocabulary_text().items()}
+def token_pieces(tokens: TokenRecords, work: bytes) -> tuple[list[str], str]:
+    """One coloured <span> per display unit of the first MAX_TOKENS tokens, and the numbers
+    their tooltips are made of in the browser (JSON, safe inside a <script> element)."""
     columns = tokens.blocks(stop=MAX_TOKENS, size=MAX_TOKENS)  # one block: units may span
     starts, ends, _, bits, key_bits, _, ranks, top_ids, top_bits = next(columns, ([],) * 9)
-    tips = [
-        f"key {key:.2f} bits; blob {b:.2f} bits (p = {2.0**-b:.4f}), rank {rank}; "
-        "blob's choices: "
-        + ", ".join(f"{label[t]} {2.0**-tb:.3f}" for t, tb in zip(ids, tbits, strict=True))
-        for key, b, rank, ids, tbits in zip(key_bits, bits, ranks, top_ids, top_bits, strict=True)
+    units = display_units(work, starts, ends)
+    pieces = [
+        f'<span class="t" data-u="{u}" style="background:{colour(sum(key_bits[i:j]) / (j - i))}">'
+        f"{html.escape(text)}</span>"
+        for u, (text, i, j) in enumerate(units)
     ]
-    return [
-        f'<span class="t" style="background:{colour(sum(key_bits[i:j]) / (j - i))}" '
-        f'title="{html.escape(" | ".join(tips[i:j]))}">{html.escape(text)}</span>'
-        for text, i, j in display_units(work, starts, ends)
-    ]
+    shown = np.array(top_ids, dtype=np.int64).ravel()
+    used = set(shown.tolist())
+    numbers = {
+        "units": [i for _, i, _ in units] + [len(starts)],
+        "key": np.round(key_bits, 3).tolist(),
+        "bits": np.round(bits, 3).tolist(),
+        "rank": ranks,
+        "k": len(top_ids[0]) if top_ids else 0,
+        "top": shown.tolist(),
+        "top_bits": np.round(np.ravel(top_bits), 3).tolist(),
+        "text": {t: text for t, text in tokens.vocabulary_text().items() if t in used},
+    }
+    return pieces, json.dumps(numbers, ensure_ascii=False).replace("<", "\\u003c")
 
 
 def render(result: dict, work: bytes) -> str:
@@ -128,7 +162,7 @@ def render(result: dict, work: bytes) -> str:
     xs = [0.0, *ends[points].astype(float)]
     key_y, blob_y, ref_y = ([0.0, *c[points]] for c in cumulative)
     k, b, r = (float(c[-1]) if len(c) else 0.0 for c in cumulative)
-    pieces = token_pieces(tokens, work)
+    pieces, tokens_json = token_pieces(tokens, work)
     x_max, y_max = max(xs[-1], 1.0), max(k, b, r, 1.0)
     return TEMPLATE.render(
         work=result["work"]["path"],
@@ -141,6 +175,7 @@ def render(result: dict, work: bytes) -> str:
         shown=len(pieces),
         shown_tokens=min(len(tokens), MAX_TOKENS),
         body="".join(pieces),
+        tokens_json=tokens_json,
         key_points=polyline(xs, key_y, x_max, y_max),
         blob_points=polyline(xs, blob_y, x_max, y_max) if result["totals"]["repeat_bits"] else "",
         ref_points=polyline(xs, ref_y, x_max, y_max),
