@@ -51,6 +51,14 @@ def test_ranks_and_alternatives_agree(tiny) -> None:
     assert np.array_equal(ledger.top_ids[first_choice, 0], ledger.token_ids[first_choice])
     assert np.all(np.diff(ledger.top_bits, axis=1) >= 0)  # best first
     assert np.all(ledger.bits >= ledger.top_bits[:, 0] - 1e-12)
+    # every rank is 1 + the tokens the blob found strictly more likely, counted in full here
+    settings = codec.CodecSettings(segment_tokens=ledger.segment_tokens)
+    for start, freq, _ in codec.coded_frequencies(tiny.engine, ledger.token_ids, settings):
+        end = start + len(freq)
+        chosen = freq[np.arange(len(freq)), ledger.token_ids[start:end]]
+        expected = 1 + np.sum(freq > chosen[:, None], axis=1)
+        assert np.array_equal(ledger.ranks[start:end], expected)
+    assert ledger.ranks.max() > 5  # the count over the whole vocabulary was needed too
 
 
 def fake_ledger(bits: list[float]):  # a Ledger whose costs the test chooses
