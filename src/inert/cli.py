@@ -532,14 +532,18 @@ def explain(
 
 
 def low_priority() -> None:
-    os.nice(19)
+    """Run only on CPU time the model's threads leave over (SCHED_IDLE, else nice 19)."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError):
+        os.nice(19)
 
 
 def nice_pyplot() -> None:
     """Import matplotlib at low priority: on the CPU time the model's threads leave over."""
     from .plot import pyplot
 
-    os.nice(19)
+    low_priority()
     pyplot()
 
 
