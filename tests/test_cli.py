@@ -286,8 +286,13 @@ def test_write_failure_is_one_line_and_leaves_nothing(
     assert not (tmp_path / "k").exists() and no_leftovers(tmp_path)
 
 
-def test_ctrl_c_exits_130_and_leaves_nothing(
-    tmp_path: Path, pad_path: Path, inert_exe: Path
+@pytest.mark.parametrize(
+    ("sent", "code", "said"),
+    [(signal.SIGINT, 130, b"interrupted"), (signal.SIGTERM, 143, b"terminated")],
+    ids=["ctrl-c", "kill"],
+)
+def test_a_signal_exits_with_its_code_and_leaves_nothing(
+    tmp_path: Path, pad_path: Path, inert_exe: Path, sent: int, code: int, said: bytes
 ) -> None:
 
     # stdin stays open, so inert is still reading the work when the signal comes
@@ -300,11 +305,44 @@ def test_ctrl_c_exits_130_and_leaves_nothing(
     proc.stdin.write(b"x" * 10_000)
     proc.stdin.flush()
     time.sleep(1.0)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sent)
     _, stderr = proc.communicate(timeout=30)
-    assert proc.returncode == 130
-    assert b"inert: error: interrupted" in stderr
+    assert proc.returncode == code
+    assert b"inert: error: " + said + b"; no output was written" in stderr
     assert not (tmp_path / "k").exists() and no_leftovers(tmp_path)
+
+
+def test_explain_stopped_midway_leaves_no_output_and_no_helper_process(
+    tmp_path: Path, tiny_blob: Path, inert_exe: Path
+) -> None:
+    work = tmp_path / "long-work.txt"
+    work.write_bytes((Path(__file__).parent / "golden" / "corpus.txt").read_bytes() * 400)
+    outputs = ["--json", "j.json", "--html", "h.html", "--plot", "p.png"]
+    proc = subprocess.Popen(
+        [str(inert_exe), "explain", str(work), "-b", str(tiny_blob), *outputs],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    time.sleep(1.5)  # the model is running, the helpers are forked
+    assert proc.poll() is None, "the work should take longer than this to explain"
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 143, stderr
+    assert not {"j.json", "h.html", "p.png"} & {p.name for p in tmp_path.iterdir()}
+    assert no_leftovers(tmp_path)
+    time.sleep(0.2)
+    helpers = [  # forked children carry the parent's command line
+        pid for pid in os.listdir("/proc") if pid.isdigit() and str(work).encode() in _cmdline(pid)
+    ]
+    assert helpers == []
+
+
+def _cmdline(pid: str) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
 
 
 def test_refuses_binary_on_a_terminal(

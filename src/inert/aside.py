@@ -142,12 +142,14 @@ class Aside:
             _PARENT_ENDS.discard(self._errors)
             os.close(self._errors)
             self.pid = None
-        if self._outbox is not None:  # the sender finds the pipe broken and stops
-            self._outbox.put(_END)
-            self._start_sender()
-            self._sender.join()
+        if self._outbox is not None and hasattr(self, "_sender"):
+            if self._sender.ident is None:  # never started: nothing was sent
+                os.close(self._sender_fd)
+            else:  # the sender finds the pipe broken and stops
+                self._outbox.put(_END)
+                self._sender.join()
             _PARENT_ENDS.discard(self._sender_fd)
-            self._outbox = None
+        self._outbox = None
 
 
 _END = "end of messages"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import signal
 import sys
 import traceback
 from collections.abc import Callable, Iterator
@@ -898,9 +899,18 @@ def blob_info(ref: str) -> None:
 # ---------------------------------------------------------------------------- entry point
 
 
+class Terminated(Exception):
+    """SIGTERM, raised in the main thread so that every output is discarded on the way out."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         cli.main(args=args, prog_name="inert", standalone_mode=False)
         return 0
@@ -911,12 +921,15 @@ def main(argv: list[str] | None = None) -> int:
         command = e.ctx.command_path if e.ctx else "inert"
         stderr.print(f"inert: hint: see: {command} --help", markup=False)
         return 2
-    except click.Abort:
-        stderr.print("inert: error: interrupted", markup=False)
+    except click.Abort:  # click's name for a KeyboardInterrupt inside a command
+        stderr.print("inert: error: interrupted; no output was written", markup=False)
         return 130
     except KeyboardInterrupt:
         stderr.print("inert: error: interrupted; no output was written", markup=False)
         return 130
+    except Terminated:
+        stderr.print("inert: error: terminated; no output was written", markup=False)
+        return 143
     except InertError as e:
         if debug:
             traceback.print_exc()
