@@ -139,6 +139,7 @@ def test_fuzz_ten_thousand_mutated_keys_never_crash() -> None:
         small_key(5),
         small_key(300),
         KeyHeader(Kind.SHARE, bytes(8), 17, (1, 3), 5).to_bytes() + bytes(17),
+        KeyHeader(Kind.SEED_SHARE, bytes(8), 2**30, (0, 2), 5).to_bytes() + bytes(32),
         KeyHeader(Kind.STORED, bytes(8), 6, (), 1).to_bytes() + b"stored",
         KeyHeader(Kind.MODEL, bytes(8), 300, (4, 9, 1), 7).to_bytes()
         + pack_segments([np.arange(n, dtype=np.uint32) for n in (3, 1, 2)]),
