@@ -452,3 +452,28 @@ def test_explain_agrees_with_encode(inert, tmp_path: Path, tiny_blob: Path) -> N
     assert abs(ledger1["totals"]["key_bits"] - 8 * len(payload1)) < 1e-6
     assert ledger1["totals"]["repeat_bits"] == 0 and len(payload1) != len(payload)
     assert "".join(t["text"] for t in ledger["tokens"]) == (tmp_path / "w.txt").read_text()
+
+
+def test_explain_writes_the_same_outputs_with_and_without_helper_processes(
+    inert, tmp_path: Path, tiny_blob: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Forked helpers (Linux) and the in-turn fallback (elsewhere) give identical files."""
+    from inert import aside
+    from inert.cli import main
+
+    work = (Path(__file__).parent / "golden" / "corpus.txt").read_bytes() * 3
+    (tmp_path / "w.txt").write_bytes(work)
+    for reference in ("pad", "classical", str(tiny_blob)):
+        outputs = ["--json", "f.json", "--html", "f.html", "--plot", "f.png", "--force"]
+        args = ["explain", "w.txt", "-b", str(tiny_blob), "-r", reference]
+        assert inert(*args, *outputs).returncode == 0
+        monkeypatch.chdir(tmp_path)
+        monkeypatch.setattr(aside, "FORKS", False)
+        inline = ["--json", "i.json", "--html", "i.html", "--plot", "i.png", "--force"]
+        assert main([*args, *inline]) == 0
+        monkeypatch.undo()
+        for suffix in ("json", "html"):
+            forked, in_turn = (tmp_path / f"{n}.{suffix}" for n in ("f", "i"))
+            assert forked.read_bytes() == in_turn.read_bytes(), (reference, suffix)
+        assert (tmp_path / "f.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert (tmp_path / "i.png").stat().st_size > 10_000
