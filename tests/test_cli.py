@@ -477,3 +477,13 @@ def test_explain_writes_the_same_outputs_with_and_without_helper_processes(
             assert forked.read_bytes() == in_turn.read_bytes(), (reference, suffix)
         assert (tmp_path / "f.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert (tmp_path / "i.png").stat().st_size > 10_000
+
+
+def test_explain_json_on_stdout_is_json_alone(inert, tmp_path: Path, tiny_blob: Path) -> None:
+    import json
+
+    (tmp_path / "w.txt").write_bytes(b"A short work for stdout. " * 20)
+    result = inert("explain", "w.txt", "-b", tiny_blob, "--json", "-")
+    assert result.returncode == 0, err(result)
+    assert json.loads(result.stdout)["totals"]["bytes"] == 500
+    assert "held by the blob" in err(result)  # the summary moved to stderr

@@ -482,8 +482,10 @@ def explain(
         streaming = json_path is not None and reference in ("pad", "classical")
         if streaming:
             token_bytes = loaded.model.vocab.token_bytes
+            spool = None if json_path == STDIO else os.path.dirname(os.path.abspath(json_path))
             json_writer = Aside.ready(
-                partial(ledger.stream_json, files[json_path], data, token_bytes), low_priority
+                partial(ledger.stream_json, files[json_path], data, token_bytes, spool_dir=spool),
+                low_priority,
             )
             helpers.append(json_writer)
         with ThreadPoolExecutor(1) as aside:  # while the model runs: the compressors
@@ -529,7 +531,8 @@ def explain(
             files[html_path].write(render(result, data).encode())
         for helper in helpers:
             helper.wait()
-    show_explanation(result)
+    # an output on stdout (-) keeps stdout to itself: the summary goes to stderr then
+    show_explanation(result, stderr if STDIO in (json_path, html_path, plot_path) else Console())
 
 
 def low_priority() -> None:
@@ -559,7 +562,7 @@ def write_flushed(write: Callable[[object, BinaryIO], None], out: BinaryIO, data
     out.flush()
 
 
-def show_explanation(result: dict) -> None:
+def show_explanation(result: dict, console: Console) -> None:
     """The ledger's summary, for a person at a terminal."""
     t = result["totals"]
     table = Table(box=None, show_header=False)
@@ -595,7 +598,6 @@ def show_explanation(result: dict) -> None:
             f"most likely {extraction['window']}-token window: p = 2^{extraction['max_log2_probability']:.1f} "
             f"(from token {extraction['at_token']})",
         )
-    console = Console()
     console.print(table)
     for span in sorted(spans, key=lambda sp: -sp["tokens"])[:5]:
         text = span["text"].replace("\n", " / ")

@@ -411,13 +411,18 @@ JSON_END = b"]}"
 
 
 def stream_json(
-    out: BinaryIO, work: bytes, token_bytes: list[bytes], messages: Iterator[tuple]
+    out: BinaryIO,
+    work: bytes,
+    token_bytes: list[bytes],
+    messages: Iterator[tuple],
+    spool_dir: str | None = None,
 ) -> None:
     """write_json, fed while the ledger is made: ("rows", segment_tokens, rows(...), the
     reference bits of those tokens) in token order, then ("end", the report without its
     tokens). The records wait in a temporary file until the report's totals, which come
-    first in the JSON, are known."""
-    with tempfile.TemporaryFile() as spool:
+    first in the JSON, are known: an unnamed file in `spool_dir` (the output's folder, which
+    has room for the output; /tmp may be a small RAM disk)."""
+    with tempfile.TemporaryFile(dir=spool_dir) as spool:
         for message in messages:
             if message[0] == "rows":
                 _, segment_tokens, arrays, reference = message
