@@ -1,10 +1,11 @@
 """Run a function in a forked child process, for work that would otherwise queue on one core.
 
-explain's outputs (JSON, HTML, PNG) are written once the ledger is done, when the model's
-threads are idle; in one process they would run one after another under the GIL. A forked
-child sees the parent's memory as it was (copy-on-write: nothing is pickled or copied) and
-writes to the output files the parent opened, through the descriptors it inherits; the
-parent waits for it, then verifies and publishes the outputs as usual.
+explain writes three outputs (JSON, HTML, PNG) besides running the model; in one process they
+would run one after another under the GIL once the ledger is done. A forked child sees the
+parent's memory as it was at the fork (copy-on-write: nothing is copied up front) and writes
+to the output files the parent opened, through the descriptors it inherits; what the parent
+learns later (the ledger's rows, the report) reaches it pickled through a pipe. The parent
+waits for it, then verifies and publishes the outputs as usual, or kills it on failure.
 
 Where os.fork is missing or unsafe (not Linux), the function simply runs in the caller.
 """
