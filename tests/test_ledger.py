@@ -147,3 +147,16 @@ def test_json_streamed_segment_by_segment_is_the_json_written_at_the_end(tiny) -
     head = {k: v for k, v in result.items() if k != "tokens"}
     stream_json(streamed, work, ledger.token_bytes, iter([*messages, ("end", head)]))
     assert streamed.getvalue() == whole.getvalue()
+
+
+def test_json_records_are_byte_for_byte_what_json_dumps_writes(tiny) -> None:
+    import json
+
+    from inert.ledger import TokenRecords
+
+    work = TEXT + 'quotes " and \\ back\\slash, tab\t, é, 😀, \x01\n'.encode() + b"\xff\xfe"
+    ledger = build_ledger(work, tiny)
+    records = TokenRecords(ledger, pad_reference(ledger))
+    expected = ", ".join(json.dumps(r, ensure_ascii=False) for r in records)
+    assert ", ".join(records.json_text()) == expected
+    assert [r["text"] for r in json.loads(f"[{expected}]")][-1].endswith("\ufffd")

@@ -354,14 +354,16 @@ class TokenRecords:
     def json_text(self) -> Iterator[str]:
         """The records of __iter__ as json.dumps(ensure_ascii=False) writes them, ", "-joined,
         a block at a time: %-formatting with repr for floats (as json does), strings escaped
-        by json's own encoder once per distinct text."""
+        by json's own encoder, each alternative's '{"id": …, "text": …, "bits": ' once."""
         work = self.ledger.work
-        quoted = {t: _json_string(text) for t, text in self.vocabulary_text().items()}
+        opening = {
+            t: f'{{"id": {t}, "text": {_json_string(text)}, "bits": '
+            for t, text in self.vocabulary_text().items()
+        }
         record = (
             '{"start": %d, "end": %d, "id": %d, "text": %s, "bits": %r, "key_bits": %r, '
-            '"reference_bits": %r, "rank": %d, "top": [%s]}'
+            '"reference_bits": %r, "rank": %d, "top": [%s}]}'
         )
-        alternative = '{"id": %d, "text": %s, "bits": %r}'
         for columns in self.blocks():
             starts, ends = columns[0], columns[1]
             texts = [
@@ -379,9 +381,8 @@ class TokenRecords:
                     key,
                     ref,
                     rank,
-                    ", ".join(
-                        alternative % (t, quoted[t], b)
-                        for t, b in zip(top_ids, top_bits, strict=True)
+                    "}, ".join(
+                        [opening[t] + repr(b) for t, b in zip(top_ids, top_bits, strict=True)]
                     ),
                 )
                 for start, end, token, text, bits, key, ref, rank, top_ids, top_bits in zip(
