@@ -6,6 +6,7 @@ Exit codes: 0 success, 1 runtime failure, 2 usage error, 130 interrupted (Ctrl-C
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import re
 import signal
@@ -909,10 +910,29 @@ def _terminate(signum: int, frame: object) -> None:
     raise Terminated
 
 
+def keep_freed_memory() -> None:
+    """Ask glibc's malloc to keep freed memory for reuse instead of returning it to the OS.
+
+    The engine makes many short-lived arrays of 0.1-32 MB. By default glibc gives large
+    freed blocks back (munmap, heap trimming) and the next array of the same size faults
+    in fresh zeroed pages: 10x slower for two chained products of 27 x 4096 float64 (1.2 ms
+    against 0.1 ms), 10-15 % of a small file's decode. Allocation only: no result changes.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD: glibc's largest, 32 MiB on 64-bit
+        libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD: keep up to 1 GiB of free heap
+    except (OSError, AttributeError):
+        pass  # another C library: its own policy stands
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     signal.signal(signal.SIGTERM, _terminate)
+    keep_freed_memory()
     try:
         cli.main(args=args, prog_name="inert", standalone_mode=False)
         return 0
