@@ -17,6 +17,7 @@ from pathlib import Path
 
 from inert import codec
 from inert.classical import COMPRESSORS as CLASSICAL
+from inert.cli import keep_freed_memory
 from inert.store import open_blob
 
 
@@ -28,6 +29,7 @@ def files_of(paths: list[str]) -> list[Path]:
 
 
 def main() -> None:
+    keep_freed_memory()  # as the inert command does
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

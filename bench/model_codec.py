@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from inert import codec
+from inert.cli import keep_freed_memory
 from inert.modelfile import ModelConfig, model_bytes
 from inert.reference import ReferenceModel
 from inert.store import open_blob
@@ -73,6 +74,7 @@ def peak_rss(args: list[str]) -> tuple[float, int]:
 
 
 def main() -> None:
+    keep_freed_memory()  # as the inert command does
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
