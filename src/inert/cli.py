@@ -494,18 +494,22 @@ def explain(
 
             classical = aside.submit(best, data) if reference == "classical" else None
 
-            def reference_bits(book: ledger.Ledger) -> tuple[str, np.ndarray]:
-                if classical is None:
-                    return "pad (8 bits per byte)", ledger.pad_reference(book)
-                compressor, size = classical.result()
-                return f"classical: {compressor}", ledger.spread_by_bytes(book, 8.0 * size)
+            known: list[tuple[str, np.ndarray]] = []  # made once: at the first rows or the end
 
-            sent: list[np.ndarray] = []  # the reference's bits, once the first rows are done
+            def reference_bits(book: ledger.Ledger) -> tuple[str, np.ndarray]:
+                if known:
+                    return known[0]
+                if classical is None:
+                    known.append(("pad (8 bits per byte)", ledger.pad_reference(book)))
+                else:
+                    compressor, size = classical.result()
+                    bits = ledger.spread_by_bytes(book, 8.0 * size)
+                    known.append((f"classical: {compressor}", bits))
+                return known[0]
 
             def send_rows(book: ledger.Ledger, a: int, b: int) -> None:
-                sent[:] = sent or [reference_bits(book)[1]]
-                rows = ledger.rows(book, a, b)
-                json_writer.send(("rows", book.segment_tokens, rows, sent[0][a:b]))
+                reference = reference_bits(book)[1][a:b]
+                json_writer.send(("rows", book.segment_tokens, ledger.rows(book, a, b), reference))
 
             book = ledger.build_ledger(
                 data, loaded, settings, on_rows=send_rows if streaming else None
