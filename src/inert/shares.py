@@ -48,11 +48,6 @@ class Keystream:
         self._cipher.update_into(buffer, buffer)
 
 
-class Zeros:
-    def fill(self, buffer: memoryview) -> None:
-        buffer[:] = bytes(len(buffer))
-
-
 def split_stream(
     work: BinaryIO,
     work_length: int,
@@ -156,8 +151,6 @@ def join_stream(
             keystreams.append(Keystream(seed))
         else:
             sources.append(FileSource(shares[i], length, f"{names[i]}'s payload", KeyFormatError))
-    if not sources:  # only seeds (no writer makes such a set, but the format allows it)
-        sources.append(Zeros())
     crc = xor_streams(sources, length, out, progress=progress, keystreams=keystreams)
     for i in order:
         expect_end(shares[i], names[i], KeyFormatError)

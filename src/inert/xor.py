@@ -268,9 +268,12 @@ def xor_streams(
                 source.fill(memoryview(buffer))
             if checksum_source is not None:
                 hasher.submit(k, hash_chunk, buffers[checksum_source])
-            np.bitwise_xor(buffers[0], buffers[1], out=x) if len(buffers) > 1 else np.copyto(
-                x, buffers[0]
-            )
+            if len(buffers) > 1:
+                np.bitwise_xor(buffers[0], buffers[1], out=x)
+            elif buffers:
+                np.copyto(x, buffers[0])
+            else:  # keystreams alone (a share set of seeds only)
+                x.fill(0)
             for buffer in buffers[2:]:
                 np.bitwise_xor(x, buffer, out=x)
             for keystream in keystreams:
