@@ -1,15 +1,16 @@
 """The `inert` command: arguments -> library calls, errors -> `inert: error:` lines and exit codes.
 
-Exit codes: 0 success, 1 runtime failure, 2 usage error, 130 interrupted (Ctrl-C).
+Exit codes: 0 success, 1 runtime failure, 2 usage error, 130 interrupted (Ctrl-C),
+141 the reader of stdout went away, 143 terminated (SIGTERM).
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import math
 import os
 import re
-import signal
 import sys
 import traceback
 from collections.abc import Callable, Iterator
@@ -32,12 +33,12 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from . import __version__, pad, shares
+from . import __version__, entry, pad, shares
 from .aside import Aside
 from .errors import InertError
 from .keyfile import KeyHeader, Kind, check_payload_length, read_header
 from .store import Blob, Store, check_blob
-from .streams import STDIO, atomic_output, atomic_outputs, open_input
+from .streams import STDIO, atomic_output, atomic_outputs, open_input, size_text
 from .streams import Progress as ProgressFn
 
 KEY_SUFFIX = ".inert"
@@ -108,6 +109,23 @@ class SizeType(click.ParamType):
         return value if isinstance(value, int) else parse_size(str(value))
 
 
+class PositiveFloat(click.ParamType):
+    """A finite number above 0 (click's FloatRange lets nan through)."""
+
+    name = "NUMBER"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        try:
+            number = float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not (math.isfinite(number) and number > 0):
+            self.fail(f"{value!r} is not a finite number above 0", param, ctx)
+        return number
+
+
 def resolve_blob(store: Store, ref: str | None) -> Blob:
     """--blob: a path, a store id, `default`, or nothing (the default blob)."""
     from .default import NAME, default_blob
@@ -134,6 +152,26 @@ def find_blob(store: Store, header: KeyHeader, blob_ref: str | None) -> Blob:
     return store.identify(path)
 
 
+def codec_settings(loaded: object, version: int, segment_tokens: int | None) -> object:
+    """--codec and --segment-tokens, checked against the model: a segment fits its context."""
+    from . import codec
+
+    settings = codec.CodecSettings(codec=version)
+    if segment_tokens is None:
+        return settings
+    context = loaded.model.config.max_seq_len  # type: ignore[attr-defined]
+    if segment_tokens > context:
+        raise click.BadParameter(
+            f"{segment_tokens} is more than the model's context of {context} tokens",
+            param_hint="'--segment-tokens'",
+        )
+    return replace(settings, segment_tokens=segment_tokens)
+
+
+def plural(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
 def key_output_for(work: str) -> str:
     if work == STDIO:
         return STDIO
@@ -148,14 +186,6 @@ def work_output_for(key: str) -> str:
     raise click.UsageError(
         f"cannot derive an output name: {key} does not end in {KEY_SUFFIX}; pass -o FILE"
     )
-
-
-def size_text(n: int) -> str:
-    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1024
-    raise AssertionError("unreachable")
 
 
 # ---------------------------------------------------------------------------- commands
@@ -183,7 +213,9 @@ threads_option = click.option(
 )
 
 
-@click.group(epilog=EXAMPLES, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    epilog=EXAMPLES, no_args_is_help=True, context_settings={"help_option_names": ["-h", "--help"]}
+)
 @click.version_option(__version__, "-V", "--version", prog_name="inert")
 @click.option("--debug", is_flag=True, help="Show a traceback on errors.")
 def cli(debug: bool) -> None:
@@ -259,15 +291,22 @@ def encode(
 def encode_with_pad(
     work: str, blob: Blob, store: Store, output: str, offset: int | None, force: bool, quiet: bool
 ) -> None:
+    pad.check_random(blob)
     with open_input(work, "the work") as (src, length):
-        uses = store.pad_uses(blob.id)
-        if offset is None:
-            offset = pad.choose_offset(blob.size, length, uses)
-        elif offset + length > blob.size:
-            raise InertError(
-                f"--offset {offset} + work length {length} runs past the pad's {blob.size} bytes"
-            )
-        elif pad.overlaps(offset, length, uses):
+
+        def choose(uses: list[tuple[int, int]]) -> int:
+            if offset is None:
+                return pad.choose_offset(blob.size, length, uses)
+            if offset + length > blob.size:
+                raise InertError(
+                    f"--offset {offset} + work length {length} runs past the pad's {blob.size} bytes"
+                )
+            return offset
+
+        # Reserved (recorded under the store's lock) before a byte is XORed; given back if
+        # the key never leaves this process (a full disk, Ctrl-C), kept once it may have.
+        chosen, uses = store.reserve_pad_range(blob.id, length, choose)
+        if offset is not None and pad.overlaps(offset, length, uses):
             warn(
                 "these pad bytes were already used for another key made here: "
                 "anyone holding both keys learns the XOR of the two works"
@@ -278,15 +317,38 @@ def encode_with_pad(
                 f"the pad is small for this work: a key made elsewhere with this pad would overlap "
                 f"this one with probability {chance:.1%}"
             )
-        with atomic_output(output, force=force) as out:
-            store.record_pad_use(blob.id, offset, length)  # reserve first: never reuse a range
-            with progress_bar(length, "encode", quiet) as progress:
-                pad.encode_stream(src, length, blob, offset, out, progress)
-            key_size = out.tell()
+        published = []
+        try:
+            header_size = len(pad.key_header(blob, length, chosen).to_bytes())
+            with atomic_output(
+                output,
+                force=force,
+                size=header_size + length,
+                inputs=[work, str(blob.path)],
+                before_publish=lambda: published.append(True),
+            ) as out:
+                with progress_bar(length, "encode", quiet) as progress:
+                    pad.encode_stream(src, length, blob, chosen, out, progress)
+                key_size = out.tell()
+        except BaseException:
+            if not published:
+                release_pad_range(store, blob, chosen, length)
+            raise
     info(
         quiet or output == STDIO,
-        f"{work} -> {output}: key of {key_size} bytes (pad {blob.id_hex}, offset {offset})",
+        f"{work} -> {output}: key of {key_size} bytes (pad {blob.id_hex}, offset {chosen})",
     )
+
+
+def release_pad_range(store: Store, blob: Blob, offset: int, length: int) -> None:
+    """Give back the range of a key that was never written; say so if that fails."""
+    try:
+        store.release_pad_range(blob.id, offset, length)
+    except (OSError, ValueError) as e:
+        warn(
+            f"pad bytes {offset}-{offset + length} stay recorded as used ({e}): "
+            "no byte of them left this machine, but inert will not hand them out again"
+        )
 
 
 def encode_with_model(
@@ -302,15 +364,13 @@ def encode_with_model(
     from . import codec
 
     loaded = codec.load_model(blob, threads)
-    settings = codec.CodecSettings(codec=version)
-    if segment_tokens is not None:
-        settings = replace(settings, segment_tokens=segment_tokens)
+    settings = codec_settings(loaded, version, segment_tokens)
     with open_input(work, "the work") as (src, length):
         data = src.read()
     if len(data) != length:
         raise InertError("the work changed size while being read")
     tokens_guess = max(1, length // 3)
-    with atomic_output(output, force=force) as out:
+    with atomic_output(output, force=force, inputs=[work, str(blob.path)]) as out:
         with progress_bar(tokens_guess, "encode", quiet, unit="tokens") as progress:
             key, stats = codec.encode_work(data, loaded, settings, progress)
         out.write(key)
@@ -318,7 +378,8 @@ def encode_with_model(
     how = (
         "stored as is: the model would have enlarged it"
         if stats.stored
-        else f"{stats.tokens} tokens in {stats.segments} segments, model {blob.id_hex}"
+        else f"{plural(stats.tokens, 'token')} in {plural(stats.segments, 'segment')}, "
+        f"model {blob.id_hex}"
     )
     info(
         quiet or output == STDIO,
@@ -361,7 +422,9 @@ def decode(
         if header.kind is Kind.STORED:  # the work itself, no blob needed
             from . import codec
 
-            with atomic_output(output, force=force, binary=False) as out:
+            with atomic_output(
+                output, force=force, content="work", size=header.work_length, inputs=[key]
+            ) as out:
                 codec.decode_stored(src, header, out)
             info(
                 quiet or output == STDIO,
@@ -370,18 +433,19 @@ def decode(
             return
         blob = find_blob(Store(), header, blob_ref)
         check_blob(header, blob)
+        work_output = {"size": header.work_length, "inputs": [key, str(blob.path)]}
         if header.kind is Kind.MODEL:
             from . import codec
 
             loaded = codec.load_model(blob, threads)
             with (
-                atomic_output(output, force=force, binary=False) as out,
+                atomic_output(output, force=force, content="work", **work_output) as out,
                 progress_bar(header.param("token_count"), "decode", quiet, "tokens") as progress,
             ):
                 codec.decode_key(src, header, loaded, out, progress=progress)
         else:
             with (
-                atomic_output(output, force=force, binary=False) as out,
+                atomic_output(output, force=force, content="work", **work_output) as out,
                 progress_bar(header.work_length, "decode", quiet) as progress,
             ):
                 pad.decode_stream(src, header, blob, out, progress)
@@ -418,7 +482,7 @@ def decode(
 )
 @click.option(
     "--recall-bits",
-    type=float,
+    type=PositiveFloat(),
     default=0.1,
     show_default=True,
     help="... costing less than this many bits each on average.",
@@ -450,23 +514,23 @@ def explain(
         )
     with open_input(work, "the work") as (src, _):
         data = src.read()
-    settings = codec.CodecSettings(codec=int(codec_version))
-    if segment_tokens:
-        settings = replace(settings, segment_tokens=segment_tokens)
     other = None if reference in ("pad", "classical") else resolve_blob(Store(), reference)
     if other is not None and other.kind is not Kind.MODEL:
         raise click.UsageError("--reference must be pad, classical or a model blob")
     outputs = [
-        (p, binary)
-        for p, binary in ((json_path, False), (html_path, False), (plot_path, True))
+        (p, content)
+        for p, content in ((json_path, "text"), (html_path, "text"), (plot_path, "binary"))
         if p
     ]
     if len({p for p, _ in outputs}) < len(outputs):
         raise click.UsageError("--json, --html and --plot need different paths")
     with contextlib.ExitStack() as stack:  # the outputs exist (as temporary files) from the start
+        inputs = [work, str(blob.path), *([str(other.path)] if other else [])]
         files = {
-            path: stack.enter_context(atomic_output(path, force=force, binary=binary))
-            for path, binary in outputs
+            path: stack.enter_context(
+                atomic_output(path, force=force, content=content, inputs=inputs)
+            )
+            for path, content in outputs
         }
         # Outputs are written by child processes, forked from this one while it has no
         # threads, on the CPU time the model's threads leave over: the JSON's child formats
@@ -475,6 +539,7 @@ def explain(
         helpers: list[Aside] = []
         stack.callback(lambda: [helper.cancel() for helper in helpers])
         loaded = codec.load_model(blob, threads)
+        settings = codec_settings(loaded, int(codec_version), segment_tokens)
         if plot_path:
             from .plot import curves, draw
 
@@ -591,6 +656,12 @@ def show_explanation(result: dict, console: Console) -> None:
             f"{t['repeat_bits'] / 8:,.0f} bytes = {share(t['repeat_bits']):.1%}: what the work's "
             "earlier text supplied",
         )
+    if t["stored"]:
+        table.add_row(
+            "note",
+            f"the key would be larger than the work: inert encode stores these {t['bytes']:,} "
+            "bytes as is (the blob holds nothing of them that pays)",
+        )
     spans, rule = result["recall"]["spans"], result["recall"]["rule"]
     table.add_row(
         "recalled spans",
@@ -651,8 +722,10 @@ def imagine(
     if seed is None:
         seed = int.from_bytes(os.urandom(4), "little")
         stderr.print(f"inert: seed {seed}", markup=False)
-    work = codec.imagine(codec.load_model(blob), count, seed, prompt.encode())
-    with atomic_output(output, force=force, binary=False) as out:
+    # the prompt's bytes as given: click decodes arguments with the file system's encoding,
+    # undecodable bytes kept as surrogate escapes (a Latin-1 or binary prompt)
+    work = codec.imagine(codec.load_model(blob), count, seed, os.fsencode(prompt))
+    with atomic_output(output, force=force, content="work") as out:
         out.write(work)
 
 
@@ -743,7 +816,7 @@ def train(
     )
 
 
-@cli.group("pad")
+@cli.group("pad", no_args_is_help=True)
 def pad_group() -> None:
     """Make random pads: blobs of uniform random bytes."""
 
@@ -808,7 +881,9 @@ def split(work: str, count: int, prefix: str | None, full: bool, force: bool, qu
     paths = [f"{prefix}.{i}of{count}{KEY_SUFFIX}" for i in range(1, count + 1)]
     with (
         open_input(work, "the work") as (src, length),
-        atomic_outputs(paths, force=force) as outs,
+        atomic_outputs(
+            paths, force=force, sizes=shares.share_sizes(length, count, full), inputs=[work]
+        ) as outs,
         progress_bar(length, "split", quiet) as progress,
     ):
         shares.split_stream(src, length, outs, progress, full=full)
@@ -831,18 +906,29 @@ def join(share_paths: tuple[str, ...], output: str, force: bool, quiet: bool) ->
         for path in share_paths:
             stream, length = stack.enter_context(open_input(path, path))
             header = read_header(stream)
+            if not header.kind.is_share:
+                raise InertError(
+                    f"{path} is a {header.kind.label} key, not a share",
+                    hint=f"decode it with: inert decode {path}",
+                )
             check_payload_length(header, length - stream.tell())
             streams.append(stream)
             headers.append(header)
         with (
-            atomic_output(output, force=force, binary=False) as out,
+            atomic_output(
+                output,
+                force=force,
+                content="work",
+                size=headers[0].work_length,
+                inputs=share_paths,
+            ) as out,
             progress_bar(headers[0].work_length, "join", quiet) as progress,
         ):
             shares.join_stream(streams, headers, share_paths, out, progress)
     info(quiet or output == STDIO, f"{len(share_paths)} shares -> {output}: checksum verified")
 
 
-@cli.group("blob")
+@cli.group("blob", no_args_is_help=True)
 def blob_group() -> None:
     """The local blob store, where decode finds blobs by id."""
 
@@ -867,7 +953,7 @@ def blob_list() -> None:
 @click.argument("path", type=click.Path(dir_okay=False))
 def blob_add(path: str) -> None:
     """Copy the blob at PATH into the store."""
-    blob, new = Store().add(path)
+    blob, new = Store().add(path, check=lambda b: b.kind is not Kind.PAD or pad.check_random(b))
     click.echo(f"{blob.id_hex} {'added' if new else 'already in the store'}: {blob.path}")
 
 
@@ -906,14 +992,6 @@ def blob_info(ref: str) -> None:
 # ---------------------------------------------------------------------------- entry point
 
 
-class Terminated(Exception):
-    """SIGTERM, raised in the main thread so that every output is discarded on the way out."""
-
-
-def _terminate(signum: int, frame: object) -> None:
-    raise Terminated
-
-
 def keep_freed_memory() -> None:
     """Ask glibc's malloc to keep freed memory for reuse instead of returning it to the OS.
 
@@ -935,26 +1013,28 @@ def keep_freed_memory() -> None:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
-    signal.signal(signal.SIGTERM, _terminate)
     keep_freed_memory()
     try:
-        cli.main(args=args, prog_name="inert", standalone_mode=False)
+        # click's own main() would turn Ctrl-C into a blank line plus Abort, and a broken
+        # pipe into exit 1: the command runs here instead, and the handlers below decide
+        with cli.make_context("inert", list(args)) as ctx:
+            cli.invoke(ctx)
         return 0
     except click.exceptions.Exit as e:
         return e.exit_code
+    except click.exceptions.NoArgsIsHelpError as e:  # bare `inert` (or `inert pad`): its help
+        click.echo(e.ctx.get_help())
+        return 0
     except click.UsageError as e:
         stderr.print(f"inert: error: {e.format_message()}", markup=False)
         command = e.ctx.command_path if e.ctx else "inert"
         stderr.print(f"inert: hint: see: {command} --help", markup=False)
         return 2
-    except click.Abort:  # click's name for a KeyboardInterrupt inside a command
-        stderr.print("inert: error: interrupted; no output was written", markup=False)
+    except (click.Abort, KeyboardInterrupt):  # click.Abort: click's prompts, were there any
+        sys.stderr.write(entry.INTERRUPTED)
         return 130
-    except KeyboardInterrupt:
-        stderr.print("inert: error: interrupted; no output was written", markup=False)
-        return 130
-    except Terminated:
-        stderr.print("inert: error: terminated; no output was written", markup=False)
+    except entry.Terminated:
+        sys.stderr.write(entry.TERMINATED)
         return 143
     except InertError as e:
         if debug:
@@ -964,10 +1044,12 @@ def main(argv: list[str] | None = None) -> int:
             stderr.print(f"inert: hint: {e.hint}", markup=False)
         return 1
     except BrokenPipeError:
-        # The reader went away (e.g. `inert decode ... | head`): nothing to report.
+        # The reader went away (`inert decode K -o - | head`): silent, exit 141 (128 + SIGPIPE),
+        # as cat, gzip and xz end when SIGPIPE kills them — whether or not SIGPIPE is
+        # ignored where inert runs (Python ignores it, and sees EPIPE instead).
         with contextlib.suppress(OSError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
+        return 141
     except OSError as e:
         if debug:
             traceback.print_exc()
@@ -982,7 +1064,3 @@ def main(argv: list[str] | None = None) -> int:
             "inert: hint: run again with --debug for the traceback, and report it", markup=False
         )
         return 1
-
-
-def entry() -> None:
-    sys.exit(main())

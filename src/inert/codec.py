@@ -292,7 +292,13 @@ def _decode_group(
             freq = mix(freq, predictions, inplace=True)
         table = freq.astype(np.float64)
         for lane in live:
-            out[lane, step] = decoders[lane].decode(_categorical(), table[lane : lane + 1])[0]
+            try:
+                out[lane, step] = decoders[lane].decode(_categorical(), table[lane : lane + 1])[0]
+            except AssertionError:  # constriction: a point no symbol's interval covers
+                raise ChecksumError(
+                    f"the key is damaged, or was made with a different blob: segment "
+                    f"{lane + 1} of its group does not decode (token {step + 1})"
+                ) from None
         if history:
             learned = (contexts, out[live, step].tolist())
         step_input = out[:, step : step + 1]
@@ -373,7 +379,16 @@ def imagine_tokens(engine: Engine, words: np.ndarray, count: int, prompt: np.nda
     cache = engine.new_cache(1, window)
     freq = engine.frequencies(context[None], cache)[0, -1:]
     for i in range(count):
-        out[i] = decoder.decode(_categorical(), freq.astype(np.float64))[0]
+        restart = i
+        while True:
+            try:
+                out[i] = decoder.decode(_categorical(), freq.astype(np.float64))[0]
+                break
+            except AssertionError:
+                # Not every bit string is a code word of constriction's coder: its range
+                # keeps a sliver no symbol covers. The words from here on start a new code.
+                decoder = constriction.stream.queue.RangeDecoder(words[restart:])
+                restart += 1
         if cache.length == window:  # window full: a fresh segment, as in keys
             cache = engine.new_cache(1, window)
             freq = engine.frequencies(np.array([[bos]]), cache)[0]

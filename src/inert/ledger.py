@@ -21,7 +21,7 @@ import numpy as np
 from .codec import CodecSettings, LoadedModel, code_segment, coded_frequencies
 from .engine import FREQ_TOTAL
 from .history import mix
-from .keyfile import encode_uvarint
+from .keyfile import KeyHeader, Kind, encode_uvarint
 
 
 @dataclass
@@ -472,6 +472,7 @@ def report(
             "blob_bits": blob_bits,
             "blob_held_bits": total_ref - blob_bits,
             "repeat_bits": blob_bits - ideal_bits,
+            "stored": stores_as_is(ledger),
         },
         "recall": {
             "rule": {"min_tokens": rule.min_tokens, "max_mean_bits": rule.max_mean_bits},
@@ -497,6 +498,14 @@ def report(
         "paragraphs": groups(b"\n\n"),
         "tokens": TokenRecords(ledger, reference),  # one dict per token, made as it is read
     }
+
+
+def stores_as_is(ledger: Ledger) -> bool:
+    """Whether `inert encode` would store this work as is: its model key would be larger."""
+    n = len(ledger.work)
+    model = KeyHeader(Kind.MODEL, bytes(8), n, (ledger.segment_tokens, len(ledger.bits), 2), 0)
+    stored = KeyHeader(Kind.STORED, bytes(8), n, (), 0)
+    return len(stored.to_bytes()) + n < len(model.to_bytes()) + ledger.total_key_bits / 8
 
 
 def blob_reference(ledger: Ledger, other: Ledger) -> np.ndarray:

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save
 
 from .errors import InertError
@@ -187,8 +187,8 @@ def read_model(path: str | Path) -> Model:
             config = ModelConfig.from_json(json.dumps(described["config"]))
             vocab = Vocabulary(described["tokenizer"])
             tensors = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118 - not a dict
-    except (OSError, ValueError, KeyError, json.JSONDecodeError) as e:
-        raise InertError(f"cannot read model blob {path}: {e}") from None
+    except (OSError, ValueError, KeyError, TypeError, SafetensorError) as e:
+        raise InertError(f"model blob {path} is damaged or unreadable: {e}") from None
     _check(config, vocab, tensors, path)
     return Model(config, vocab, tensors)
 

@@ -8,27 +8,32 @@ chosen at random among the ranges this machine has not used yet (see Store.pad_u
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
 import secrets
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
 from .errors import ChecksumError, InertError, KeyFormatError
-from .keyfile import KeyHeader, Kind, check_payload_length, read_header
+from .keyfile import MAGIC, KeyHeader, Kind, check_payload_length, read_header
 from .store import Blob, check_blob, open_blob
-from .streams import CHUNK, Progress, atomic_output, expect_end
+from .streams import CHUNK, Progress, atomic_output, expect_end, is_plain_text
 from .xor import FileSource, xor_streams
 
 # ---------------------------------------------------------------------------- making pads
 
 
 def new_pad(path: str, size: int, *, force: bool = False, progress: Progress | None = None) -> Blob:
-    """Write `size` bytes from the operating system's CSPRNG to `path`."""
+    """Write `size` bytes from the operating system's CSPRNG to `path`.
+
+    The space is claimed first: a size the file system cannot hold fails before any writing.
+    """
     digest = hashlib.sha256()
-    with atomic_output(path, force=force, private=True) as out:
+    with atomic_output(path, force=force, private=True, size=size) as out:
         remaining = size
         while remaining:
             chunk = os.urandom(min(CHUNK, remaining))
@@ -38,6 +43,39 @@ def new_pad(path: str, size: int, *, force: bool = False, progress: Progress | N
             if progress:
                 progress(len(chunk))
     return Blob(Path(path), digest.digest(), size, Kind.PAD)
+
+
+SAMPLE = 1 << 20  # bytes of a pad examined before it is used for new keys
+
+
+def check_random(pad: Blob) -> None:
+    """Refuse, for new keys, a "pad" that is not uniform random bytes.
+
+    Any file that is not a model blob reads as a pad, so a mistyped --blob (a text, a key,
+    an empty file) would silently become one, and a key made with a text leaks the work to
+    anyone who guesses the text. Random bytes never compress and are almost never text:
+    1 MiB of them compresses by nothing, 16 of them are printable UTF-8 with chance < 1e-6.
+    """
+    if pad.size == 0:
+        raise InertError(
+            f"{pad.path} is empty: a pad of 0 bytes cannot encode anything",
+            hint="make a pad with: inert pad new PATH --size SIZE",
+        )
+    with open(pad.path, "rb") as f:
+        sample = f.read(SAMPLE)
+    if sample.startswith(MAGIC):
+        with contextlib.suppress(KeyFormatError):
+            read_header(io.BytesIO(sample))
+            raise InertError(f"{pad.path} is an inert key, not a blob")
+    looks_like_text = len(sample) >= 16 and is_plain_text(io.BytesIO(sample))
+    compresses = len(sample) >= 256 and len(zlib.compress(sample, 1)) < 0.9 * len(sample)
+    if looks_like_text or compresses:
+        what = "is text" if looks_like_text else "compresses"
+        raise InertError(
+            f"{pad.path} is neither a model blob nor random bytes (it {what}): as a pad it would "
+            "leak the work to anyone who can guess it",
+            hint="make a pad with: inert pad new PATH --size SIZE",
+        )
 
 
 # ---------------------------------------------------------------------------- offsets
@@ -96,6 +134,11 @@ def collision_chance(pad_size: int, length: int) -> float:
 # ---------------------------------------------------------------------------- coding
 
 
+def key_header(pad: Blob, work_length: int, offset: int) -> KeyHeader:
+    """The header of a pad key, its checksum still 0 (the writer patches it in at the end)."""
+    return KeyHeader(Kind.PAD, pad.id, work_length, (offset,), checksum=0)
+
+
 def encode_stream(
     work: BinaryIO,
     work_length: int,
@@ -109,7 +152,7 @@ def encode_stream(
         raise InertError(
             f"offset {offset} + work length {work_length} runs past the pad's {pad.size} bytes"
         )
-    header = KeyHeader(Kind.PAD, pad.id, work_length, (offset,), checksum=0)
+    header = key_header(pad, work_length, offset)
     start = out.tell()
     out.write(header.to_bytes())
     with open(pad.path, "rb") as pad_file:

@@ -48,6 +48,18 @@ class Keystream:
         self._cipher.update_into(buffer, buffer)
 
 
+def share_sizes(work_length: int, count: int, full: bool = False) -> list[int]:
+    """The size in bytes of each share file split_stream writes, known before it starts."""
+    sizes = []
+    for i in range(count):
+        kind = Kind.SHARE if full or i == count - 1 else Kind.SEED_SHARE
+        header = KeyHeader(kind, bytes(8), work_length, (i, count), 0)
+        sizes.append(
+            len(header.to_bytes()) + (SEED_SIZE if kind is Kind.SEED_SHARE else work_length)
+        )
+    return sizes
+
+
 def split_stream(
     work: BinaryIO,
     work_length: int,
