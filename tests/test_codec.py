@@ -122,3 +122,27 @@ def test_incompressible_work_is_stored_with_only_a_header(tiny) -> None:
     damaged[-1] ^= 1
     with pytest.raises(ChecksumError):
         codec.decode_work(bytes(damaged), tiny)
+
+
+@pytest.mark.parametrize("count", [200, pytest.param(5_000, marks=pytest.mark.slow)])
+def test_mutated_model_keys_decode_to_the_work_or_fail_cleanly(tiny, count: int) -> None:
+    """Damage of any kind (flips, overwrites, inserts, cuts) never yields wrong bytes and
+    never anything but inert's own errors: no internal error reaches a user."""
+    import random
+
+    from test_keyfile import mutate
+
+    work = (Path(__file__).parent / "golden" / "corpus.txt").read_bytes()[:120]
+    key = codec.model_key(work, tiny, codec.CodecSettings(segment_tokens=8))[0]
+    rng = random.Random(count)
+    outcomes = {"decoded": 0, "refused": 0}
+    for _ in range(count):
+        damaged = mutate(key, rng)
+        try:
+            decoded = codec.decode_work(damaged, tiny)
+        except InertError:
+            outcomes["refused"] += 1
+        else:
+            assert decoded == work  # e.g. a flip in the flush's unused bits
+            outcomes["decoded"] += 1
+    assert outcomes["refused"] > count * 0.8

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from functools import partial
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import click
 import numpy as np
@@ -40,6 +40,9 @@ from .keyfile import KeyHeader, Kind, check_payload_length, read_header
 from .store import Blob, Store, check_blob
 from .streams import STDIO, atomic_output, atomic_outputs, open_input, size_text
 from .streams import Progress as ProgressFn
+
+if TYPE_CHECKING:  # the codec (and numpy's engine) is imported only by commands that code
+    from .codec import CodecSettings, LoadedModel
 
 KEY_SUFFIX = ".inert"
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -97,7 +100,10 @@ def parse_size(text: str) -> int:
     match = re.fullmatch(r"\s*(\d+)\s*([KMGT]?)(?:i?B)?\s*", text, re.IGNORECASE)
     if not match:
         raise click.BadParameter(f"{text!r} is not a size (examples: 4096, 64K, 64M, 2G)")
-    return int(match[1]) * SIZE_UNITS[match[2].upper()]
+    size = int(match[1]) * SIZE_UNITS[match[2].upper()]
+    if size >= 2**63:  # keys hold lengths and offsets below 2**63
+        raise click.BadParameter(f"{text!r} is larger than any pad or work can be")
+    return size
 
 
 class SizeType(click.ParamType):
@@ -152,14 +158,14 @@ def find_blob(store: Store, header: KeyHeader, blob_ref: str | None) -> Blob:
     return store.identify(path)
 
 
-def codec_settings(loaded: object, version: int, segment_tokens: int | None) -> object:
+def codec_settings(loaded: LoadedModel, version: int, segment_tokens: int | None) -> CodecSettings:
     """--codec and --segment-tokens, checked against the model: a segment fits its context."""
-    from . import codec
+    from .codec import CodecSettings
 
-    settings = codec.CodecSettings(codec=version)
+    settings = CodecSettings(codec=version)
     if segment_tokens is None:
         return settings
-    context = loaded.model.config.max_seq_len  # type: ignore[attr-defined]
+    context = loaded.model.config.max_seq_len
     if segment_tokens > context:
         raise click.BadParameter(
             f"{segment_tokens} is more than the model's context of {context} tokens",
