@@ -14,6 +14,7 @@ import errno
 import os
 import re
 import select
+import signal
 import stat
 import sys
 import tempfile
@@ -266,6 +267,20 @@ class AtomicOutput:
                 os.unlink(self._tmp)
 
 
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back for the block: a handler raising between two steps of it
+    (a file made, the file recorded) cannot leave the first without the second."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+
+
 def _is_terminal(stream: object) -> bool:
     try:
         return stream.isatty()  # type: ignore[attr-defined]
@@ -303,9 +318,10 @@ def atomic_outputs(
     outputs: list[AtomicOutput] = []
     try:
         for path, size in zip(paths, sizes or [None] * len(paths), strict=True):
-            outputs.append(
-                AtomicOutput(path, force=force, content=content, private=private, size=size)
-            )
+            with signals_deferred():  # no temporary file exists unknown to the clean-up below
+                outputs.append(
+                    AtomicOutput(path, force=force, content=content, private=private, size=size)
+                )
         try:
             yield [o.file for o in outputs]
         except OSError as e:
