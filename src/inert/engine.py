@@ -1,9 +1,9 @@
 """Tokens -> integer frequency tables, bit-identical on every machine (numpy backend).
 
-A Llama-family forward pass built only from the operations in exact.py: int8 weights with
-float32 row scales, 16-bit per-token activations, exact integer matrix products in float64
-BLAS, integer sums, elementwise IEEE arithmetic in a fixed order, and the blob's rotary
-tables. The same tokens give the same frequencies whether they are evaluated all at once
+The forward pass architecture.py describes (Llama, Qwen2, Gemma 3), built only from the
+operations in exact.py: int8 weights with float32 row scales, 16-bit per-token activations,
+exact integer matrix products in float64 BLAS, integer sums, elementwise IEEE arithmetic in
+a fixed order, and the blob's rotary tables. The same tokens give the same frequencies whether they are evaluated all at once
 (prefill) or one at a time with the KV cache, alone or in a batch, on any thread count.
 """
 
@@ -70,9 +70,11 @@ class Engine:
             self.w_t["output"] = np.ascontiguousarray(self.embed_q.T, dtype=np.float64)
             self.w_scale["output"] = self.w_scale["embed"]
         self.gain = {name: t[name].astype(np.float64) for name in c.gains()}
-        self.cos = t["rope.cos"].astype(np.float64)  # (max_seq_len, hd/2)
-        self.sin = t["rope.sin"].astype(np.float64)
-        self.inv_sqrt_hd = 1.0 / np.sqrt(float(c.head_dim))
+        self.bias = {name: t[name].astype(np.float64) for name in c.biases()}
+        # rotary table r: cos, sin (max_seq_len, hd/2)
+        self.cos = [t[f"rope.{r}.cos"].astype(np.float64) for r in range(len(c.rope_thetas))]
+        self.sin = [t[f"rope.{r}.sin"].astype(np.float64) for r in range(len(c.rope_thetas))]
+        self.score_scale = c.attn_scale  # 1/sqrt(hd) unless the model says otherwise
         self.act = exact.silu if c.activation == "silu" else exact.gelu_tanh
 
     def new_cache(self, batch: int, max_len: int) -> Cache:
@@ -93,22 +95,34 @@ class Engine:
         q, scale = exact.quantize(x)
         return exact.matmul_q(q, scale, self.w_t[name], self.w_scale[name])
 
-    def rope(self, x: np.ndarray, start: int) -> np.ndarray:
+    def rope(self, x: np.ndarray, start: int, table: int) -> np.ndarray:
         """Rotate (B, T, H, hd) by position, in the rotate-half convention (Hugging Face Llama)."""
         half = x.shape[-1] // 2
-        cos = self.cos[start : start + x.shape[1], None, :]  # (T, 1, hd/2)
-        sin = self.sin[start : start + x.shape[1], None, :]
+        cos = self.cos[table][start : start + x.shape[1], None, :]  # (T, 1, hd/2)
+        sin = self.sin[table][start : start + x.shape[1], None, :]
         x1, x2 = x[..., :half], x[..., half:]
         return np.concatenate([x1 * cos - x2 * sin, x1 * sin + x2 * cos], axis=-1)
 
+    def projection(self, x: np.ndarray, layer: int, which: str, heads: int) -> np.ndarray:
+        """(B, T, heads, hd): projection `which` (q, k or v), its bias and head norm if any."""
+        B, T, _ = x.shape
+        spec, name = self.config.layers[layer], f"layers.{layer}"
+        y = self.linear(x, f"{name}.w{which}")
+        if spec.qkv_bias:
+            y += self.bias[f"{name}.b{which}"]
+        y = y.reshape(B, T, heads, self.config.head_dim)
+        if spec.qk_norm and which != "v":
+            y = exact.rms_norm(y, self.gain[f"{name}.{which}_norm"], self.config.norm_eps)
+        return y
+
     def attention(self, x: np.ndarray, layer: int, cache: Cache) -> np.ndarray:
-        c = self.config
+        c, spec = self.config, self.config.layers[layer]
         B, T, _ = x.shape
         hd, n_kv, group = c.head_dim, c.n_kv_heads, c.n_heads // c.n_kv_heads
         start, end = cache.length, cache.length + T
-        q = self.rope(self.linear(x, f"layers.{layer}.wq").reshape(B, T, c.n_heads, hd), start)
-        k = self.rope(self.linear(x, f"layers.{layer}.wk").reshape(B, T, n_kv, hd), start)
-        v = self.linear(x, f"layers.{layer}.wv").reshape(B, T, n_kv, hd)
+        q = self.rope(self.projection(x, layer, "q", c.n_heads), start, spec.rope)
+        k = self.rope(self.projection(x, layer, "k", n_kv), start, spec.rope)
+        v = self.projection(x, layer, "v", n_kv)
         qq, qs = exact.quantize(q)  # (B, T, H, hd), (B, T, H)
         kq, ks = exact.quantize(k)  # (B, T, n_kv, hd), (B, T, n_kv)
         vq, vs = exact.quantize(v)
@@ -123,14 +137,19 @@ class Engine:
         for a in range(0, T, QUERY_BLOCK):  # rows are independent: blocks change no bit
             b = min(T, a + QUERY_BLOCK)
             seen = start + b  # keys visible to this block's last query
+            # a sliding window hides keys before its first query's window: they are left
+            # out (their weights would be exactly 0, so no sum changes)
+            first = max(0, start + a - spec.window + 1) if spec.window else 0
             out[..., a:b, :] = self._attend(
                 qg[..., a:b, :],
                 qsg[..., a:b],
-                cache.k[layer][..., :seen],
-                cache.k_scale[layer][..., :seen],
-                cache.v[layer][:, :, :seen],
-                cache.v_scale[layer][..., :seen],
+                cache.k[layer][..., first:seen],
+                cache.k_scale[layer][..., first:seen],
+                cache.v[layer][:, :, first:seen],
+                cache.v_scale[layer][..., first:seen],
                 start + a,
+                first,
+                spec.window,
             )
         out = out.transpose(0, 3, 1, 2, 4).reshape(B, T, c.n_heads * hd)
         return self.linear(out, f"layers.{layer}.wo")
@@ -144,8 +163,11 @@ class Engine:
         vq: np.ndarray,
         vs: np.ndarray,
         first: int,
+        key_first: int = 0,
+        window: int = 0,
     ) -> np.ndarray:
-        """Softmax attention of queries at positions first, first+1, ... over keys 0..S-1.
+        """Softmax attention of queries at positions first, first+1, ... over the keys at
+        positions key_first .. key_first+S-1; with a window W, query p sees keys p-W+1 .. p.
 
         qg (B, n_kv, g, T, hd), qsg (B, n_kv, g, T); kq (B, n_kv, hd, S), ks (B, n_kv, S);
         vq (B, n_kv, S, hd), vs (B, n_kv, S). Returns (B, n_kv, g, T, hd).
@@ -156,9 +178,14 @@ class Engine:
         scores = (qg.reshape(B, n_kv, g * T, hd) @ kq).reshape(B, n_kv, g, T, S)  # exact < 2**38
         scores *= qsg[..., None]
         scores *= ks[:, :, None, None, :]
-        scores *= self.inv_sqrt_hd
-        if first + 1 < S:  # some key lies after some query: mask it (never so in one-token steps)
-            visible = np.arange(S)[None, :] <= np.arange(first, first + T)[:, None]  # (T, S)
+        scores *= self.score_scale
+        keys = np.arange(key_first, key_first + S)[None, :]  # (1, S) positions
+        queries = np.arange(first, first + T)[:, None]  # (T, 1)
+        # a key after a query (never so in one-token steps), or before its window, is masked
+        if first + 1 < key_first + S or (window and first + T - window > key_first):
+            visible = keys <= queries
+            if window:
+                visible &= keys > queries - window
             scores[..., ~visible] = -np.inf
         scores -= np.max(scores, axis=-1, keepdims=True)
         weights = exact.exp(scores)
@@ -184,22 +211,33 @@ class Engine:
 
         Fills the cache at its positions; advancing cache.length is the caller's part.
         """
-        c = self.config
+        c, eps = self.config, self.config.norm_eps
         x = (
             self.embed_q[tokens].astype(np.float64) * self.w_scale["embed"][tokens][..., None]
         )  # (B, T, d)
+        if c.embed_scale != 1.0:
+            x *= c.embed_scale
         for layer in range(c.n_layers):
-            h = exact.rms_norm(x, self.gain[f"layers.{layer}.attn_norm"], c.norm_eps)
-            x = x + self.attention(h, layer, cache)
-            h = exact.rms_norm(x, self.gain[f"layers.{layer}.mlp_norm"], c.norm_eps)
-            x = x + self.mlp(h, layer)
-        return exact.rms_norm(x, self.gain["norm"], c.norm_eps)
+            name, post = f"layers.{layer}", c.layers[layer].post_norms
+            h = self.attention(exact.rms_norm(x, self.gain[f"{name}.attn_norm"], eps), layer, cache)
+            x = x + (exact.rms_norm(h, self.gain[f"{name}.post_attn_norm"], eps) if post else h)
+            h = self.mlp(exact.rms_norm(x, self.gain[f"{name}.mlp_norm"], eps), layer)
+            x = x + (exact.rms_norm(h, self.gain[f"{name}.post_mlp_norm"], eps) if post else h)
+        return exact.rms_norm(x, self.gain["norm"], eps)
+
+    def logits(self, q: np.ndarray, scale: np.ndarray) -> np.ndarray:
+        """(N, V) float64 logits of quantized final states q (N, d), soft-capped if the model is."""
+        logits = exact.matmul_q(q, scale, self.w_t["output"], self.w_scale["output"])
+        if cap := self.config.logit_softcap:
+            logits = cap * exact.tanh(logits / cap)
+        return logits
 
     def forward(self, tokens: np.ndarray, cache: Cache) -> np.ndarray:
         """Logits (B, T, V) float64 for tokens (B, T) following the cache's positions."""
-        logits = self.linear(self.hidden(tokens, cache), "output")
+        h = self.hidden(tokens, cache)
+        q, scale = exact.quantize(h)
         cache.length += tokens.shape[1]
-        return logits
+        return self.logits(q.reshape(-1, h.shape[-1]), scale.reshape(-1)).reshape(*h.shape[:2], -1)
 
     def frequencies(self, tokens: np.ndarray, cache: Cache, codec: int = 1) -> np.ndarray:
         """(B, T, V) int64 frequency tables: rows sum to FREQ_TOTAL, every entry >= 1.
@@ -231,12 +269,11 @@ class Engine:
         """
         h = self.hidden(tokens, cache)
         q, scale = exact.quantize(h.reshape(-1, h.shape[-1]))  # (N, d), (N,)
-        w_t, w_scale = self.w_t["output"], self.w_scale["output"]
         rows = freq.reshape(len(q), -1)  # (N, V) view
         to_frequencies = ROW_FREQUENCIES[codec]
         for a in range(0, len(q), SOFTMAX_ROWS):
             b = a + SOFTMAX_ROWS
-            rows[a:b] = to_frequencies(exact.matmul_q(q[a:b], scale[a:b], w_t, w_scale))
+            rows[a:b] = to_frequencies(self.logits(q[a:b], scale[a:b]))
 
 
 def logits_to_frequencies(logits: np.ndarray, codec: int = 1) -> np.ndarray:

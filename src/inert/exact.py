@@ -53,11 +53,15 @@ def silu(x: np.ndarray) -> np.ndarray:
     return x / (1.0 + exp(-x))
 
 
+def tanh(x: np.ndarray) -> np.ndarray:
+    """tanh(x) = 1 - 2/(e**2x + 1), with this module's exp."""
+    return 1.0 - 2.0 / (exp(2.0 * x) + 1.0)
+
+
 def gelu_tanh(x: np.ndarray) -> np.ndarray:
-    """GELU with the tanh approximation (Gemma's GeGLU), tanh(u) = 1 - 2/(e**2u + 1)."""
+    """GELU with the tanh approximation (Gemma's GeGLU)."""
     u = (x + 0.044715 * (x * x * x)) * 0.7978845608028654  # sqrt(2/pi)
-    tanh = 1.0 - 2.0 / (exp(2.0 * u) + 1.0)
-    return 0.5 * x * (1.0 + tanh)
+    return 0.5 * x * (1.0 + tanh(u))
 
 
 def quantize(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

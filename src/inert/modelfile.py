@@ -1,127 +1,40 @@
 """Model blobs: one safetensors file <-> config, vocabulary, int8 weights and tables.
 
 Layout (docs/FORMAT.md, "Model blobs"): one metadata entry `inert`, a JSON object with
-`format` = "inert-model/1", `config` (ModelConfig's fields) and `tokenizer` (a Hugging Face
-tokenizer JSON, as a string) — one entry because safetensors writes several in random
-order, and a blob's bytes (hence its id) must depend only on its content; tensors, for every matrix W (out, in): `NAME.q` int8 (out, in) and `NAME.scale`
-float32 (out,) with W ~= q * scale[:, None]; norm gains float32 (dim,); rotary tables
-`rope.cos`, `rope.sin` float32 (max_seq_len, head_dim/2).
+`format` ("inert-model/2"; "inert-model/1" blobs are read as well), `config` (ModelConfig's
+fields, architecture.py) and `tokenizer` (a Hugging Face tokenizer JSON, as a string) — one
+entry because safetensors writes several in random order, and a blob's bytes (hence its id)
+must depend only on its content. Tensors: for every matrix W (out, in), `NAME.q` int8
+(out, in) and `NAME.scale` float32 (out,) with W ~= q * scale[:, None]; norm gains and
+projection biases float32; rotary tables `rope.R.cos`, `rope.R.sin` float32
+(max_seq_len, head_dim/2) (inert-model/1: one table, `rope.cos` and `rope.sin`).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save
 
+from .architecture import LayerSpec, ModelConfig
 from .errors import InertError
-from .store import MODEL_FORMAT
+from .store import MODEL_FORMATS
 from .streams import atomic_output
 from .tokens import Vocabulary
 
-FORMAT = MODEL_FORMAT
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """A decoder-only transformer of the Llama family. Every field changes the probabilities."""
-
-    vocab_size: int
-    dim: int
-    n_layers: int
-    n_heads: int
-    n_kv_heads: int  # < n_heads: grouped-query attention
-    hidden_dim: int  # MLP width
-    max_seq_len: int  # longest context; key segments are at most this many tokens
-    bos_token_id: int  # starts every segment's context; never coded itself
-    rope_theta: float = 10000.0
-    norm_eps: float = 1e-5
-    activation: str = "silu"  # "silu" = SwiGLU (Llama), "gelu_tanh" = GeGLU (Gemma)
-    tied_embeddings: bool = True  # the output head reuses the embedding matrix
-
-    def __post_init__(self) -> None:
-        problems = []
-        if (
-            min(
-                self.vocab_size,
-                self.dim,
-                self.n_layers,
-                self.n_heads,
-                self.n_kv_heads,
-                self.hidden_dim,
-            )
-            < 1
-        ):
-            problems.append("sizes must be positive")
-        if self.dim % self.n_heads or (self.dim // self.n_heads) % 2:
-            problems.append("dim must split into heads of even size")
-        if self.n_heads % self.n_kv_heads:
-            problems.append("n_heads must be a multiple of n_kv_heads")
-        if self.activation not in ("silu", "gelu_tanh"):
-            problems.append(f"unknown activation {self.activation!r}")
-        if self.vocab_size > 1 << 20:
-            problems.append("vocab_size above 2**20 does not fit the 24-bit frequency tables")
-        if not 0 <= self.bos_token_id < self.vocab_size:
-            problems.append("bos_token_id is outside the vocabulary")
-        if self.max_seq_len < 2:
-            problems.append("max_seq_len must be at least 2")
-        if problems:
-            raise InertError(f"invalid model config: {'; '.join(problems)}")
-
-    @property
-    def head_dim(self) -> int:
-        return self.dim // self.n_heads
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> ModelConfig:
-        data = json.loads(text)
-        known = {f.name for f in fields(cls)}
-        if unknown := set(data) - known:
-            raise InertError(
-                f"model config has unknown fields {sorted(unknown)}: made by a newer inert?"
-            )
-        return cls(**data)
-
-    def matrices(self) -> dict[str, tuple[int, int]]:
-        """Name -> (out, in) of every quantized matrix."""
-        d, hd, h = self.dim, self.head_dim, self.hidden_dim
-        shapes = {"embed": (self.vocab_size, d)}
-        for i in range(self.n_layers):
-            shapes |= {
-                f"layers.{i}.wq": (self.n_heads * hd, d),
-                f"layers.{i}.wk": (self.n_kv_heads * hd, d),
-                f"layers.{i}.wv": (self.n_kv_heads * hd, d),
-                f"layers.{i}.wo": (d, self.n_heads * hd),
-                f"layers.{i}.w_gate": (h, d),
-                f"layers.{i}.w_up": (h, d),
-                f"layers.{i}.w_down": (d, h),
-            }
-        if not self.tied_embeddings:
-            shapes["output"] = (self.vocab_size, d)
-        return shapes
-
-    def gains(self) -> list[str]:
-        return [
-            *(f"layers.{i}.{n}" for i in range(self.n_layers) for n in ("attn_norm", "mlp_norm")),
-            "norm",
-        ]
-
-    def parameter_count(self) -> int:
-        return sum(a * b for a, b in self.matrices().values()) + self.dim * len(self.gains())
+FORMAT = MODEL_FORMATS[-1]  # what new blobs are written as
+__all__ = ["FORMAT", "LayerSpec", "Model", "ModelConfig", "model_bytes", "read_model"]
 
 
 @dataclass
 class Model:
     config: ModelConfig
     vocab: Vocabulary
-    tensors: dict[str, np.ndarray]  # as stored: int8 .q, float32 .scale, gains, rope tables
+    tensors: dict[str, np.ndarray]  # as stored (v1 rope names read as rope.0.*)
 
 
 # ---------------------------------------------------------------------------- writing
@@ -136,16 +49,38 @@ def quantize_rows(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return q, scale
 
 
-def rope_tables(config: ModelConfig) -> tuple[np.ndarray, np.ndarray]:
-    """cos and sin (max_seq_len, head_dim/2) float32, computed once here and frozen in the blob."""
+def inverse_frequencies(config: ModelConfig, theta: float) -> np.ndarray:
+    """(head_dim/2,) float64: the plain rotary frequencies theta**(-j/(hd/2))."""
     half = config.head_dim // 2
-    inv_freq = config.rope_theta ** (-np.arange(half, dtype=np.float64) / half)
+    return theta ** (-np.arange(half, dtype=np.float64) / half)
+
+
+def rope_tables(
+    config: ModelConfig, inv_freq: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """cos and sin (max_seq_len, head_dim/2) float32, computed once here and frozen in the blob.
+
+    `inv_freq` (hd/2,): the table's frequencies, for rotary scalings (Llama 3's, linear)
+    that importers work out; the plain ones of config.rope_theta when None.
+    """
+    if inv_freq is None:
+        inv_freq = inverse_frequencies(config, config.rope_theta)
     angles = np.arange(config.max_seq_len, dtype=np.float64)[:, None] * inv_freq[None, :]
     return np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
 
 
-def model_bytes(config: ModelConfig, tokenizer_json: str, weights: dict[str, np.ndarray]) -> bytes:
-    """Serialize float weights (matrices (out, in), gains (dim,)) into a model blob."""
+def model_bytes(
+    config: ModelConfig,
+    tokenizer_json: str,
+    weights: dict[str, np.ndarray],
+    source: dict | None = None,
+) -> bytes:
+    """Serialize float weights into a model blob (inert-model/2).
+
+    weights: matrices (out, in), gains and biases (their length), and optionally
+    `rope.R.inv_freq` (hd/2,) for table R. `source`: what the blob was made from (family,
+    tensor types...), kept in the metadata for `inert blob info`.
+    """
     vocab = Vocabulary(tokenizer_json)
     if len(vocab) != config.vocab_size:
         raise InertError(f"tokenizer has {len(vocab)} tokens, config says {config.vocab_size}")
@@ -155,10 +90,16 @@ def model_bytes(config: ModelConfig, tokenizer_json: str, weights: dict[str, np.
         if w.shape != shape:
             raise InertError(f"weight {name} has shape {w.shape}, expected {shape}")
         tensors[f"{name}.q"], tensors[f"{name}.scale"] = quantize_rows(w)
-    for name in config.gains():
-        tensors[name] = np.asarray(weights[name], dtype=np.float32).reshape(config.dim)
-    tensors["rope.cos"], tensors["rope.sin"] = rope_tables(config)
+    for name, size in (config.gains() | config.biases()).items():
+        tensors[name] = np.asarray(weights[name], dtype=np.float32).reshape(size)
+    for r, theta in enumerate(config.rope_thetas):
+        inv_freq = weights.get(f"rope.{r}.inv_freq")
+        if inv_freq is None:
+            inv_freq = inverse_frequencies(config, theta)
+        tensors[f"rope.{r}.cos"], tensors[f"rope.{r}.sin"] = rope_tables(config, inv_freq)
     described = {"format": FORMAT, "config": asdict(config), "tokenizer": tokenizer_json}
+    if source:
+        described["source"] = source
     metadata = {"inert": json.dumps(described, sort_keys=True)}
     return save(tensors, metadata=metadata)
 
@@ -182,11 +123,14 @@ def read_model(path: str | Path) -> Model:
     try:
         with safe_open(str(path), framework="np") as f:
             described = json.loads((f.metadata() or {}).get("inert", "{}"))
-            if described.get("format") != FORMAT:
-                raise InertError(f"{path} is not an inert model blob ({FORMAT})")
+            if described.get("format") not in MODEL_FORMATS:
+                raise InertError(f"{path} is not an inert model blob ({', '.join(MODEL_FORMATS)})")
             config = ModelConfig.from_json(json.dumps(described["config"]))
             vocab = Vocabulary(described["tokenizer"])
             tensors = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118 - not a dict
+            if described["format"] == "inert-model/1":  # one rotary table, named plainly
+                tensors["rope.0.cos"] = tensors.pop("rope.cos", None)
+                tensors["rope.0.sin"] = tensors.pop("rope.sin", None)
     except (OSError, ValueError, KeyError, TypeError, SafetensorError) as e:
         raise InertError(f"model blob {path} is damaged or unreadable: {e}") from None
     _check(config, vocab, tensors, path)
@@ -200,10 +144,11 @@ def _check(
     for name, shape in config.matrices().items():
         expected[f"{name}.q"] = (shape, np.int8)
         expected[f"{name}.scale"] = ((shape[0],), np.float32)
-    for name in config.gains():
-        expected[name] = ((config.dim,), np.float32)
-    for name in ("rope.cos", "rope.sin"):
-        expected[name] = ((config.max_seq_len, config.head_dim // 2), np.float32)
+    for name, size in (config.gains() | config.biases()).items():
+        expected[name] = ((size,), np.float32)
+    for r in range(len(config.rope_thetas)):
+        for name in (f"rope.{r}.cos", f"rope.{r}.sin"):
+            expected[name] = ((config.max_seq_len, config.head_dim // 2), np.float32)
     for name, (shape, dtype) in expected.items():
         t = tensors.get(name)
         if t is None or t.shape != shape or t.dtype != dtype:

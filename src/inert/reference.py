@@ -24,8 +24,9 @@ class ReferenceModel:
         if c.tied_embeddings:
             self.w["output"] = self.w["embed"]
         self.gain = {n: t[n].astype(np.float64) for n in c.gains()}
-        self.cos = t["rope.cos"].astype(np.float64)
-        self.sin = t["rope.sin"].astype(np.float64)
+        self.bias = {n: t[n].astype(np.float64) for n in c.biases()}
+        self.cos = [t[f"rope.{r}.cos"].astype(np.float64) for r in range(len(c.rope_thetas))]
+        self.sin = [t[f"rope.{r}.sin"].astype(np.float64) for r in range(len(c.rope_thetas))]
 
     def _norm(self, x: np.ndarray, name: str) -> np.ndarray:
         return (
@@ -34,37 +35,54 @@ class ReferenceModel:
             * self.gain[name]
         )
 
-    def _rope(self, x: np.ndarray) -> np.ndarray:
+    def _rope(self, x: np.ndarray, table: int) -> np.ndarray:
         half = x.shape[-1] // 2
-        cos, sin = self.cos[: x.shape[0], None, :], self.sin[: x.shape[0], None, :]
+        cos, sin = self.cos[table][: x.shape[0], None, :], self.sin[table][: x.shape[0], None, :]
         x1, x2 = x[..., :half], x[..., half:]
         return np.concatenate([x1 * cos - x2 * sin, x1 * sin + x2 * cos], axis=-1)
+
+    def _project(self, h: np.ndarray, i: int, which: str, heads: int) -> np.ndarray:
+        c, spec = self.config, self.config.layers[i]
+        y = h @ self.w[f"layers.{i}.w{which}"].T
+        if spec.qkv_bias:
+            y = y + self.bias[f"layers.{i}.b{which}"]
+        y = y.reshape(len(h), heads, c.head_dim)
+        return self._norm(y, f"layers.{i}.{which}_norm") if spec.qk_norm and which != "v" else y
 
     def log_probs(self, tokens: np.ndarray) -> np.ndarray:
         """(T, V) natural-log probabilities of the next token after each of tokens (T,)."""
         c = self.config
-        T, hd, group = len(tokens), c.head_dim, c.n_heads // c.n_kv_heads
-        x = self.w["embed"][tokens]
-        mask = np.triu(np.full((T, T), -np.inf), k=1)
+        T, group = len(tokens), c.n_heads // c.n_kv_heads
+        x = self.w["embed"][tokens] * c.embed_scale
+        position = np.arange(T)
         for i in range(c.n_layers):
+            spec = c.layers[i]
+            hidden = position[None, :] > position[:, None]  # (T, S): keys after the query
+            if spec.window:
+                hidden |= position[None, :] <= position[:, None] - spec.window
+            mask = np.where(hidden, -np.inf, 0.0)
             h = self._norm(x, f"layers.{i}.attn_norm")
-            q = self._rope((h @ self.w[f"layers.{i}.wq"].T).reshape(T, c.n_heads, hd))
-            k = self._rope((h @ self.w[f"layers.{i}.wk"].T).reshape(T, c.n_kv_heads, hd))
-            v = (h @ self.w[f"layers.{i}.wv"].T).reshape(T, c.n_kv_heads, hd)
+            q = self._rope(self._project(h, i, "q", c.n_heads), spec.rope)
+            k = self._rope(self._project(h, i, "k", c.n_kv_heads), spec.rope)
+            v = self._project(h, i, "v", c.n_kv_heads)
             k, v = np.repeat(k, group, axis=1), np.repeat(v, group, axis=1)  # (T, H, hd)
-            scores = np.einsum("thd,shd->hts", q, k) / np.sqrt(hd) + mask
+            scores = np.einsum("thd,shd->hts", q, k) * c.attn_scale + mask
             p = np.exp(scores - scores.max(-1, keepdims=True))
             p /= p.sum(-1, keepdims=True)
-            out = np.einsum("hts,shd->thd", p, v).reshape(T, c.dim)
-            x = x + out @ self.w[f"layers.{i}.wo"].T
+            out = np.einsum("hts,shd->thd", p, v).reshape(T, c.n_heads * c.head_dim)
+            out = out @ self.w[f"layers.{i}.wo"].T
+            x = x + (self._norm(out, f"layers.{i}.post_attn_norm") if spec.post_norms else out)
             h = self._norm(x, f"layers.{i}.mlp_norm")
             gate, up = h @ self.w[f"layers.{i}.w_gate"].T, h @ self.w[f"layers.{i}.w_up"].T
             if c.activation == "silu":
                 act = gate / (1 + np.exp(-gate))
             else:
                 act = 0.5 * gate * (1 + np.tanh(0.7978845608028654 * (gate + 0.044715 * gate**3)))
-            x = x + (act * up) @ self.w[f"layers.{i}.w_down"].T
+            out = (act * up) @ self.w[f"layers.{i}.w_down"].T
+            x = x + (self._norm(out, f"layers.{i}.post_mlp_norm") if spec.post_norms else out)
         logits = self._norm(x, "norm") @ self.w["output"].T
+        if c.logit_softcap:
+            logits = c.logit_softcap * np.tanh(logits / c.logit_softcap)
         logits -= logits.max(-1, keepdims=True)
         return logits - np.log(np.exp(logits).sum(-1, keepdims=True))
 

@@ -51,7 +51,8 @@ class Blob:
         return self.id.hex()
 
 
-MODEL_FORMAT = "inert-model/1"  # `format` in the `inert` metadata entry of a model blob
+# `format` in the `inert` metadata entry of a model blob: every version this inert reads
+MODEL_FORMATS = ("inert-model/1", "inert-model/2")
 
 
 def sniff_kind(path: str | Path) -> Kind:
@@ -66,7 +67,7 @@ def sniff_kind(path: str | Path) -> Kind:
         return Kind.PAD
     try:
         described = json.loads(header["__metadata__"]["inert"])
-        return Kind.MODEL if described["format"] == MODEL_FORMAT else Kind.PAD
+        return Kind.MODEL if described["format"] in MODEL_FORMATS else Kind.PAD
     except (TypeError, KeyError, ValueError):
         return Kind.PAD
 
