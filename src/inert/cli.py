@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import hashlib
 import math
 import os
 import re
@@ -963,6 +964,34 @@ def blob_add(path: str) -> None:
     click.echo(f"{blob.id_hex} {'added' if new else 'already in the store'}: {blob.path}")
 
 
+@blob_group.command("import")
+@click.argument("source", type=click.Path(exists=True))
+@click.option(
+    "-o", "--output", required=True, metavar="MODEL.blob", help="Where to write the blob."
+)
+@force_option
+@quiet_option
+def blob_import(source: str, output: str, force: bool, quiet: bool) -> None:
+    """Turn a Hugging Face model folder or a GGUF file into a portable model blob.
+
+    Families: Llama (SmolLM2, Llama 3), Qwen2/2.5, Gemma 3. Weights are re-quantised to int8
+    per output row; GGUF files need the import extra: pip install 'inert[import]'.
+    """
+    from .importer import import_model
+    from .modelfile import model_bytes
+
+    if os.path.lexists(output) and not force:
+        raise InertError(f"{output} already exists", hint="add --force to overwrite it")
+    say = (lambda _: None) if quiet else (lambda m: stderr.print(f"inert: {m}", markup=False))
+    found = import_model(source, say)
+    say(f"quantising {found.config.parameter_count():,} parameters to int8 rows")
+    data = model_bytes(found.config, found.tokenizer_json, found.weights, found.source)
+    with atomic_output(output, force=force, inputs=[source]) as out:
+        out.write(data)
+    blob_id = hashlib.sha256(data).hexdigest()[:16]
+    info(quiet, f"{output}: {size_text(len(data))}, model {blob_id}")
+
+
 @blob_group.command("info")
 @click.argument("ref", metavar="PATH|ID")
 def blob_info(ref: str) -> None:
@@ -983,15 +1012,21 @@ def blob_info(ref: str) -> None:
     else:
         from .modelfile import read_model
 
-        config = read_model(blob.path).config
+        model = read_model(blob.path)
+        config = model.config
+        table.add_row("family", config.family)
         table.add_row(
             "architecture",
-            f"Llama-family decoder: {config.n_layers} layers, dim {config.dim}, "
-            f"{config.n_heads} heads ({config.n_kv_heads} key/value), MLP {config.hidden_dim} "
+            f"{config.n_layers} layers, dim {config.dim}, {config.n_heads} heads "
+            f"({config.n_kv_heads} key/value) of {config.head_dim}, MLP {config.hidden_dim} "
             f"{'SwiGLU' if config.activation == 'silu' else 'GeGLU'}, context {config.max_seq_len}",
         )
+        table.add_row("attention", config.attention_pattern())
         table.add_row("parameters", f"{config.parameter_count():,}")
-        table.add_row("vocabulary", f"{config.vocab_size:,} tokens (byte-level BPE)")
+        table.add_row("vocabulary", f"{config.vocab_size:,} tokens ({model.vocab.kind})")
+        if model.source:
+            kinds = ", ".join(f"{n} {k}" for k, n in model.source.get("tensor types", {}).items())
+            table.add_row("imported from", f"{model.source.get('format')} ({kinds}), as int8 rows")
     Console().print(table)
 
 

@@ -35,17 +35,26 @@ class Model:
     config: ModelConfig
     vocab: Vocabulary
     tensors: dict[str, np.ndarray]  # as stored (v1 rope names read as rope.0.*)
+    source: dict | None = None  # what an imported blob was made from
 
 
 # ---------------------------------------------------------------------------- writing
 
 
+QUANTIZE_ROWS = 4096  # rows converted at a time: a 262,144-row embedding stays in bounded memory
+
+
 def quantize_rows(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Symmetric int8 per output row: w (out, in) ~= q * scale[:, None]."""
-    w = np.asarray(w, dtype=np.float64)
-    scale = (np.max(np.abs(w), axis=1) / 127.0).astype(np.float32)
-    safe = np.where(scale > 0, scale, 1.0).astype(np.float64)
-    q = np.clip(np.rint(w / safe[:, None]), -127, 127).astype(np.int8)
+    q = np.empty(w.shape, dtype=np.int8)
+    scale = np.empty(w.shape[0], dtype=np.float32)
+    for a in range(0, w.shape[0], QUANTIZE_ROWS):  # rows are independent
+        rows = np.asarray(w[a : a + QUANTIZE_ROWS], dtype=np.float64)
+        scale[a : a + QUANTIZE_ROWS] = np.max(np.abs(rows), axis=1) / 127.0
+        safe = np.where(scale[a : a + QUANTIZE_ROWS] > 0, scale[a : a + QUANTIZE_ROWS], 1.0)
+        q[a : a + QUANTIZE_ROWS] = np.clip(
+            np.rint(rows / safe.astype(np.float64)[:, None]), -127, 127
+        )
     return q, scale
 
 
@@ -78,20 +87,26 @@ def model_bytes(
     """Serialize float weights into a model blob (inert-model/2).
 
     weights: matrices (out, in), gains and biases (their length), and optionally
-    `rope.R.inv_freq` (hd/2,) for table R. `source`: what the blob was made from (family,
-    tensor types...), kept in the metadata for `inert blob info`.
+    `rope.R.inv_freq` (hd/2,) for table R; each an array or a function returning it (an
+    importer's lazy read: one float matrix in memory at a time). `source`: what the blob was
+    made from (family, tensor types...), kept in the metadata for `inert blob info`.
     """
     vocab = Vocabulary(tokenizer_json)
     if len(vocab) != config.vocab_size:
         raise InertError(f"tokenizer has {len(vocab)} tokens, config says {config.vocab_size}")
     tensors: dict[str, np.ndarray] = {}
+
+    def weight(name: str) -> np.ndarray:
+        w = weights[name]
+        return np.asarray(w() if callable(w) else w)
+
     for name, shape in config.matrices().items():
-        w = np.asarray(weights[name])
+        w = weight(name)
         if w.shape != shape:
             raise InertError(f"weight {name} has shape {w.shape}, expected {shape}")
         tensors[f"{name}.q"], tensors[f"{name}.scale"] = quantize_rows(w)
     for name, size in (config.gains() | config.biases()).items():
-        tensors[name] = np.asarray(weights[name], dtype=np.float32).reshape(size)
+        tensors[name] = weight(name).astype(np.float32).reshape(size)
     for r, theta in enumerate(config.rope_thetas):
         inv_freq = weights.get(f"rope.{r}.inv_freq")
         if inv_freq is None:
@@ -134,7 +149,7 @@ def read_model(path: str | Path) -> Model:
     except (OSError, ValueError, KeyError, TypeError, SafetensorError) as e:
         raise InertError(f"model blob {path} is damaged or unreadable: {e}") from None
     _check(config, vocab, tensors, path)
-    return Model(config, vocab, tensors)
+    return Model(config, vocab, tensors, described.get("source"))
 
 
 def _check(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import cache
 
 import numpy as np
@@ -42,20 +42,37 @@ def _byte_level_alphabet() -> dict[str, int]:
     return {c: b for b, c in chars.items()}
 
 
+_BYTE_PIECE = re.compile(r"<0x([0-9A-F]{2})>")  # SentencePiece's byte-fallback tokens
+SPACE_PIECE = "\u2581"  # SentencePiece's stand-in for a space
+
+
+def _decoder_types(spec: dict) -> set[str]:
+    decoder = spec.get("decoder") or {}
+    return {d.get("type") for d in decoder.get("decoders", [decoder])}
+
+
 class Vocabulary:
-    """A byte-level BPE tokenizer seen as: token id <-> the bytes it stands for."""
+    """A tokenizer seen as: token id <-> the bytes it stands for.
+
+    Two kinds: byte-level BPE (GPT-2, Llama 3, Qwen2: each vocabulary character stands for
+    one byte) and SentencePiece-style BPE with byte fallback (Gemma: "\u2581" stands for a
+    space, tokens <0x00>..<0xFF> for single bytes, the rest for their UTF-8).
+    """
 
     def __init__(self, tokenizer_json: str) -> None:
         self.json = tokenizer_json
         self.tokenizer = Tokenizer.from_str(tokenizer_json)
         spec = json.loads(tokenizer_json)
-        if (spec.get("pre_tokenizer") or {}).get("type") not in ("ByteLevel", "Sequence") or (
-            spec.get("decoder") or {}
-        ).get("type") != "ByteLevel":
+        decoders = _decoder_types(spec)
+        if "ByteLevel" in decoders:
+            self.kind, token_text = "byte-level BPE", self._byte_level_text()
+        elif {"ByteFallback", "Replace"} <= decoders:
+            self.kind, token_text = "SentencePiece-style BPE", self._sentencepiece_text
+        else:
             raise InertError(
-                "unsupported tokenizer: inert needs a byte-level BPE tokenizer (GPT-2 style)"
+                "unsupported tokenizer: inert needs byte-level BPE (GPT-2 style) or "
+                "SentencePiece-style BPE with byte fallback"
             )
-        alphabet = _byte_level_alphabet()
         size = self.tokenizer.get_vocab_size(with_added_tokens=True)
         special = {t["id"]: t["content"] for t in spec.get("added_tokens", [])}
         self.token_bytes: list[bytes] = [b""] * size
@@ -63,7 +80,7 @@ class Vocabulary:
             if i in special:
                 self.token_bytes[i] = special[i].encode()  # literal text, e.g. b"<s>"
             else:
-                self.token_bytes[i] = bytes(alphabet[c] for c in text)
+                self.token_bytes[i] = token_text(text)
         byte_ids = {}
         for i, b in enumerate(self.token_bytes):
             if len(b) == 1 and i not in special:
@@ -71,6 +88,17 @@ class Vocabulary:
         if len(byte_ids) != 256:
             raise InertError(f"tokenizer lacks byte tokens for {256 - len(byte_ids)} byte values")
         self.byte_ids = np.array([byte_ids[b] for b in range(256)], dtype=np.int64)  # (256,)
+
+    @staticmethod
+    def _byte_level_text() -> Callable[[str], bytes]:
+        alphabet = _byte_level_alphabet()
+        return lambda text: bytes(alphabet[c] for c in text)
+
+    @staticmethod
+    def _sentencepiece_text(text: str) -> bytes:
+        if match := _BYTE_PIECE.fullmatch(text):
+            return bytes([int(match[1], 16)])
+        return text.replace(SPACE_PIECE, " ").encode()
 
     def __len__(self) -> int:
         return len(self.token_bytes)

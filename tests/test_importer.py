@@ -1,0 +1,212 @@
+"""`inert blob import`: tiny Llama, Qwen2 and Gemma 3 checkpoints made here, and GGUF files.
+
+Each family is built with transformers' own config and model classes (random weights,
+a tokenizer trained here), saved as a Hugging Face folder, imported, and then held to what
+any blob must do: keys round-trip, the exact engine's tables are identical whether tokens
+come at once or one by one, alone or batched, on any thread count — sliding windows past
+their width included — and its logits track transformers' float forward pass.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from inert import codec
+from inert.importer import import_model
+from inert.modelfile import model_bytes
+from inert.store import open_blob
+from inert.tokens import train_tokenizer
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+CORPUS = (Path(__file__).parent / "golden" / "corpus.txt").read_text()
+WORK = CORPUS[:600].encode()
+
+
+def byte_level_tokenizer() -> str:
+    return train_tokenizer([CORPUS], 320)
+
+
+def sentencepiece_tokenizer() -> str:
+    """A Gemma-style tokenizer: "\u2581" for spaces, <0xHH> byte fallback, BOS = 2."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, trainers
+
+    trainer_model = Tokenizer(models.BPE())
+    trainer_model.normalizer = normalizers.Replace(" ", "\u2581")
+    trainer = trainers.BpeTrainer(vocab_size=300, show_progress=False)
+    trainer_model.train_from_iterator([CORPUS], trainer)
+    trained = json.loads(trainer_model.to_str())["model"]
+    pieces = ["<pad>", "<eos>", "<bos>", *(f"<0x{b:02X}>" for b in range(256))]
+    pieces += [p for p in trained["vocab"] if p not in pieces]
+    vocab = {p: i for i, p in enumerate(pieces)}
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in trained["merges"]]
+    tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=merges, byte_fallback=True))
+    tokenizer.normalizer = normalizers.Replace(" ", "\u2581")
+    tokenizer.decoder = decoders.Sequence(
+        [decoders.Replace("\u2581", " "), decoders.ByteFallback(), decoders.Fuse()]
+    )
+    return tokenizer.to_str()
+
+
+def checkpoint(family: str, folder: Path) -> Path:
+    """A tiny random checkpoint of `family`, saved as a Hugging Face folder."""
+    from tokenizers import Tokenizer
+
+    tokenizer = sentencepiece_tokenizer() if family == "gemma3" else byte_level_tokenizer()
+    vocab = Tokenizer.from_str(tokenizer).get_vocab_size(with_added_tokens=True)
+    common = dict(
+        vocab_size=vocab,
+        hidden_size=64,
+        intermediate_size=96,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        initializer_range=0.3,  # lively logits: a near-uniform model would hide mistakes
+        tie_word_embeddings=True,
+    )
+    if family == "llama":
+        config = transformers.LlamaConfig(**common, bos_token_id=0, rope_theta=500.0)
+        model_class = transformers.LlamaForCausalLM
+    elif family == "qwen2":
+        config = transformers.Qwen2Config(**common, bos_token_id=0, rope_theta=1000.0)
+        model_class = transformers.Qwen2ForCausalLM
+    else:
+        config = transformers.Gemma3TextConfig(
+            **common,
+            head_dim=32,
+            bos_token_id=2,
+            sliding_window=8,  # segments below are longer: the window binds
+            layer_types=["sliding_attention", "sliding_attention", "full_attention"],
+            query_pre_attn_scalar=24,
+            hidden_activation="gelu_pytorch_tanh",
+        )
+        model_class = transformers.Gemma3ForCausalLM
+    torch.manual_seed(0)
+    model = model_class(config).float().eval()
+    with torch.no_grad():  # norms away from 1 (Gemma: away from 0), biases nonzero
+        for name, p in model.named_parameters():
+            if "norm" in name or name.endswith("bias"):
+                p.copy_(torch.randn_like(p) * 0.3 + (0.0 if family == "gemma3" else 1.0))
+    model.save_pretrained(folder)
+    (folder / "tokenizer.json").write_text(tokenizer)
+    return folder
+
+
+FAMILIES = ["llama", "qwen2", "gemma3"]
+
+
+@pytest.fixture(scope="module", params=FAMILIES)
+def imported(request, tmp_path_factory: pytest.TempPathFactory):
+    family = request.param
+    folder = checkpoint(family, tmp_path_factory.mktemp(family))
+    found = import_model(folder)
+    blob_path = folder / "model.blob"
+    blob_path.write_bytes(
+        model_bytes(found.config, found.tokenizer_json, found.weights, found.source)
+    )
+    hf = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float64).eval()
+    return family, codec.load_model(open_blob(blob_path)), hf
+
+
+def test_the_blob_describes_its_family(imported) -> None:
+    family, loaded, _ = imported
+    config = loaded.model.config
+    assert config.family == family and config.n_layers == 3
+    if family == "gemma3":
+        assert config.attention_pattern() == "2 sliding (window 8), 1 global at 2"
+        assert config.attn_scale == 24**-0.5 and config.embed_scale == np.float32(8.0)
+    if family == "qwen2":
+        assert all(spec.qkv_bias for spec in config.layers)
+
+
+def test_keys_round_trip(imported) -> None:
+    _, loaded, _ = imported
+    for settings in (
+        codec.CodecSettings(segment_tokens=40),
+        codec.CodecSettings(segment_tokens=16, codec=1),
+    ):
+        key, _ = codec.model_key(WORK, loaded, settings)  # a random model: never stored
+        assert codec.decode_work(key, loaded) == WORK
+
+
+def with_blob_weights(hf, loaded):
+    """transformers' model, its weights replaced by the blob's (int8 rows dequantized)."""
+    from inert.importer import hf_name
+
+    t, config = loaded.model.tensors, loaded.model.config
+    with torch.no_grad():
+        for name, p in hf.named_parameters():
+            ours = hf_name(name, config.family)
+            if ours in config.matrices():
+                w = (
+                    t[f"{ours}.q"].astype(np.float64)
+                    * t[f"{ours}.scale"].astype(np.float64)[:, None]
+                )
+            else:
+                w = t[ours].astype(np.float64) - (
+                    1.0 if ours in config.gains() and config.family == "gemma3" else 0.0
+                )
+            p.copy_(torch.from_numpy(w))
+    return hf
+
+
+def test_the_architecture_is_transformers_own(imported) -> None:
+    """Given the same weights, the float64 reference (reference.py, the architecture as the
+    blob describes it) and transformers agree to rounding: no norm, bias, window, scale or
+    rotary table is missing or misplaced."""
+    from inert.reference import ReferenceModel
+
+    _, loaded, hf = imported
+    tokens = loaded.model.vocab.tokenize(WORK)[:48]
+    inputs = np.concatenate([[loaded.model.config.bos_token_id], tokens])
+    ours = ReferenceModel(loaded.model).log_probs(inputs)
+    with torch.no_grad():
+        logits = with_blob_weights(hf, loaded)(torch.tensor(inputs[None])).logits[0]
+    theirs = torch.log_softmax(logits, -1).numpy()
+    assert np.abs(theirs).max() > 5  # lively: far from a uniform model
+    assert np.abs(ours - theirs).max() < 1e-4  # float32 rotary tables: ~1e-7 per angle
+
+
+def test_the_exact_engine_tracks_the_float_reference(imported) -> None:
+    """The integer engine's log-probabilities stay within 0.01 nats of float64's: 16-bit
+    activations (relative rounding 1.5e-5) and 16-bit attention weights move them by ~1e-3."""
+    from inert.reference import ReferenceModel
+
+    _, loaded, _ = imported
+    tokens = loaded.model.vocab.tokenize(WORK)[:39]
+    inputs = np.concatenate([[loaded.model.config.bos_token_id], tokens])
+    logits = loaded.engine.forward(inputs[None], loaded.engine.new_cache(1, 40))[0]
+    ours = logits - logits.max(-1, keepdims=True)
+    ours -= np.log(np.exp(ours).sum(-1, keepdims=True))
+    reference = ReferenceModel(loaded.model).log_probs(inputs)
+    assert np.abs(ours - reference).max() < 0.01
+
+
+def test_tables_are_exact_at_once_or_one_by_one_alone_or_batched(imported) -> None:
+    _, loaded, _ = imported
+    engine = loaded.engine
+    tokens = loaded.model.vocab.tokenize(WORK)[:30][None]  # 30 > the window of 8
+    batch = np.concatenate([tokens, tokens[:, ::-1]])
+    at_once = engine.frequencies(batch, engine.new_cache(2, 30))
+    cache = engine.new_cache(2, 30)
+    one_by_one = np.concatenate(
+        [engine.frequencies(batch[:, t : t + 1], cache) for t in range(30)], axis=1
+    )
+    assert np.array_equal(at_once, one_by_one)
+    alone = engine.frequencies(tokens, engine.new_cache(1, 30))
+    assert np.array_equal(at_once[:1], alone)
+    threaded = codec.Engine(loaded.model, threads=3).frequencies(batch, engine.new_cache(2, 30))
+    assert np.array_equal(at_once, threaded)
+
+
+def test_unsupported_architectures_are_named(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "mamba"}))
+    (tmp_path / "tokenizer.json").write_text(byte_level_tokenizer())
+    with pytest.raises(Exception, match="unsupported architecture 'mamba'"):
+        import_model(tmp_path)
