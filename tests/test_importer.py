@@ -210,3 +210,122 @@ def test_unsupported_architectures_are_named(tmp_path: Path) -> None:
     (tmp_path / "tokenizer.json").write_text(byte_level_tokenizer())
     with pytest.raises(Exception, match="unsupported architecture 'mamba'"):
         import_model(tmp_path)
+
+
+# ---------------------------------------------------------------------------- GGUF
+
+
+def write_gguf(folder: Path, family: str, path: Path) -> Path:
+    """The checkpoint in `folder` as llama.cpp's converter writes it: q/k rows of Llama
+    permuted for interleaved rotary pairs, Gemma's norms as 1 + w, matrices in Q8_0 and
+    Q5_0 (quantised by the gguf package), norms in F32, the tokenizer as metadata."""
+    import gguf
+    from gguf.quants import quantize
+    from safetensors.numpy import load_file
+
+    hf = json.loads((folder / "config.json").read_text())
+    spec = json.loads((folder / "tokenizer.json").read_text())
+    tensors = load_file(folder / "model.safetensors")
+    writer = gguf.GGUFWriter(str(path), family)
+    writer.add_block_count(hf["num_hidden_layers"])
+    writer.add_context_length(hf["max_position_embeddings"])
+    writer.add_embedding_length(hf["hidden_size"])
+    writer.add_feed_forward_length(hf["intermediate_size"])
+    writer.add_head_count(hf["num_attention_heads"])
+    writer.add_head_count_kv(hf["num_key_value_heads"])
+    head_dim = hf.get("head_dim") or hf["hidden_size"] // hf["num_attention_heads"]
+    writer.add_key_length(head_dim)
+    writer.add_value_length(head_dim)
+    writer.add_layer_norm_rms_eps(hf["rms_norm_eps"])
+    rope = hf.get("rope_parameters") or {}
+    theta = (rope.get("full_attention") or rope).get("rope_theta") or hf.get("rope_theta")
+    writer.add_rope_freq_base(theta)
+    if family == "gemma3":
+        writer.add_sliding_window(hf["sliding_window"])
+    vocab = sorted(spec["model"]["vocab"].items(), key=lambda kv: kv[1])
+    special = {t["id"] for t in spec["added_tokens"]}
+    writer.add_token_list([text for text, _ in vocab])
+    if family == "gemma3":  # SentencePiece: scores give the merge order
+        writer.add_tokenizer_model("llama")
+        writer.add_token_scores([-float(i) for _, i in vocab])
+        types = [3 if i < 3 else 6 if text.startswith("<0x") else 1 for text, i in vocab]
+    else:
+        writer.add_tokenizer_model("gpt2")
+        merges = spec["model"]["merges"]
+        writer.add_token_merges([m if isinstance(m, str) else " ".join(m) for m in merges])
+        types = [3 if i in special else 1 for _, i in vocab]
+    writer.add_tokenizer_pre("default")
+    writer.add_token_types(types)
+    writer.add_bos_token_id(hf["bos_token_id"])
+    names = {
+        "q_proj": "attn_q", "k_proj": "attn_k", "v_proj": "attn_v", "o_proj": "attn_output",
+        "gate_proj": "ffn_gate", "up_proj": "ffn_up", "down_proj": "ffn_down",
+        "q_norm": "attn_q_norm", "k_norm": "attn_k_norm", "input_layernorm": "attn_norm",
+        "post_attention_layernorm": "post_attention_norm" if family == "gemma3" else "ffn_norm",
+        "pre_feedforward_layernorm": "ffn_norm", "post_feedforward_layernorm": "post_ffw_norm",
+    }  # fmt: skip
+    for name, w in tensors.items():
+        w = w.astype(np.float32)
+        if name == "model.embed_tokens.weight":
+            target = "token_embd.weight"
+        elif name == "model.norm.weight":
+            target = "output_norm.weight"
+        else:
+            parts = name.split(
+                "."
+            )  # model.layers.L.(self_attn|mlp).X.weight or model.layers.L.X.weight
+            target = f"blk.{parts[2]}.{names[parts[-2]]}.weight"
+        if family == "llama" and target.endswith(("attn_q.weight", "attn_k.weight")):
+            heads = hf["num_attention_heads"] if "attn_q" in target else hf["num_key_value_heads"]
+            w = (
+                w.reshape(heads, 2, w.shape[0] // heads // 2, w.shape[1])
+                .swapaxes(1, 2)
+                .reshape(w.shape)
+            )
+        if w.ndim == 1:
+            writer.add_tensor(target, w + (1.0 if family == "gemma3" else 0.0))
+        else:
+            kind = (
+                gguf.GGMLQuantizationType.Q5_0
+                if "ffn" in target
+                else gguf.GGMLQuantizationType.Q8_0
+            )
+            writer.add_tensor(target, quantize(w, kind), raw_dtype=kind)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+@pytest.mark.parametrize("family", ["llama", "gemma3"])
+def test_a_gguf_imports_as_its_checkpoint_does(family: str, tmp_path: Path) -> None:
+    pytest.importorskip("gguf")
+    folder = checkpoint(family, tmp_path / "hf")
+    from_hf = import_model(folder)
+    from_gguf = import_model(write_gguf(folder, family, tmp_path / "model.gguf"))
+    assert from_gguf.source["tensor types"]["Q5_0"] == 9  # gate, up, down of 3 layers
+    config = from_gguf.config
+    assert (config.family, config.n_layers, config.head_dim, config.vocab_size) == (
+        family,
+        3,
+        from_hf.config.head_dim,
+        from_hf.config.vocab_size,
+    )
+    for name in from_hf.config.matrices():
+        ours, theirs = from_gguf.weights[name](), from_hf.weights[name]
+        # Q8_0 and Q5_0 move a weight by at most one step, 1/127 and 1/16 of its block's
+        # largest (half a step, plus the float16 scale's rounding and Q5_0's short top);
+        # a permutation or transposition gone wrong moves them by about the largest itself
+        bound = np.abs(theirs).max() / (16 if "w_" in name else 127)
+        assert np.abs(ours - theirs).max() <= bound, name
+    for name in from_hf.config.gains():
+        assert np.allclose(from_gguf.weights[name](), from_hf.weights[name]), name  # 1 + w both
+    blob = tmp_path / "gguf.blob"
+    blob.write_bytes(
+        model_bytes(config, from_gguf.tokenizer_json, from_gguf.weights, from_gguf.source)
+    )
+    loaded = codec.load_model(open_blob(blob))
+    key, _ = codec.model_key(WORK, loaded, codec.CodecSettings(segment_tokens=32))
+    assert codec.decode_work(key, loaded) == WORK
+    assert len(loaded.model.vocab.tokenize(WORK)) < 0.6 * len(WORK)  # its merges work

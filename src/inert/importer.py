@@ -377,11 +377,16 @@ def import_gguf(path: Path, log: Log) -> Imported:
     if family == "gemma3":
         weights["rope.1.inv_freq"] = inverse_frequencies(config, 10000.0)
     source = {"format": "gguf", "family": family, "tensor types": dict(types_found)}
-    return Imported(config, gguf_tokenizer(path), require(weights, config), source)
+    tokenizer = gguf_tokenizer(path, config.vocab_size)
+    return Imported(config, tokenizer, require(weights, config), source)
 
 
-def gguf_tokenizer(path: Path) -> str:
-    """The GGUF's tokenizer as a Hugging Face tokenizer JSON, by transformers' conversion."""
+def gguf_tokenizer(path: Path, vocab_size: int) -> str:
+    """The GGUF's tokenizer as a Hugging Face tokenizer JSON, by transformers' conversion.
+
+    The conversion may add special tokens the file does not list (an <unk>, a <pad>) after
+    its vocabulary; the model has no row for them, so they are left out.
+    """
     try:
         from transformers.integrations.gguf.gguf_tokenizer_mapping import (
             convert_gguf_tokenizer,
@@ -396,4 +401,6 @@ def gguf_tokenizer(path: Path) -> str:
         tokenizer, _ = convert_gguf_tokenizer(architecture, tokenizer_dict)
     except (KeyError, ValueError, NotImplementedError) as e:
         raise InertError(f"unsupported GGUF tokenizer in {path.name}: {e}") from None
-    return tokenizer.to_str()
+    spec = json.loads(tokenizer.to_str())
+    spec["added_tokens"] = [t for t in spec.get("added_tokens", []) if t["id"] < vocab_size]
+    return json.dumps(spec, ensure_ascii=False)
