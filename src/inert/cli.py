@@ -159,11 +159,15 @@ def find_blob(store: Store, header: KeyHeader, blob_ref: str | None) -> Blob:
     return store.identify(path)
 
 
-def codec_settings(loaded: LoadedModel, version: int, segment_tokens: int | None) -> CodecSettings:
+def codec_settings(
+    loaded: LoadedModel, version: str | None, segment_tokens: int | None
+) -> CodecSettings:
     """--codec and --segment-tokens, checked against the model: a segment fits its context."""
-    from .codec import CodecSettings
+    from .codec import default_settings
 
-    settings = CodecSettings(codec=version)
+    settings = default_settings(loaded)
+    if version is not None:
+        settings = replace(settings, codec=int(version))
     if segment_tokens is None:
         return settings
     context = loaded.model.config.max_seq_len
@@ -207,9 +211,8 @@ codec_option = click.option(
     "--codec",
     "codec_version",
     type=click.Choice(["1", "2"]),
-    default="2",
-    show_default=True,
-    help="Model blobs: 2 also uses the work's own repeats; 1 the model alone.",
+    help="Model blobs: 2 also uses the work's own repeats; 1 the model alone "
+    "[default: 2 for models inert trained, 1 for imported ones].",
 )
 threads_option = click.option(
     "-T",
@@ -269,7 +272,7 @@ def encode(
     output: str | None,
     offset: int | None,
     segment_tokens: int | None,
-    codec_version: str,
+    codec_version: str | None,
     threads: int,
     force: bool,
     quiet: bool,
@@ -288,9 +291,7 @@ def encode(
     if blob.kind is Kind.MODEL:
         if offset is not None:
             raise click.UsageError("--offset applies to pad blobs only; this blob is a model")
-        encode_with_model(
-            work, blob, output, segment_tokens, int(codec_version), threads, force, quiet
-        )
+        encode_with_model(work, blob, output, segment_tokens, codec_version, threads, force, quiet)
     else:
         encode_with_pad(work, blob, store, output, offset, force, quiet)
 
@@ -363,7 +364,7 @@ def encode_with_model(
     blob: Blob,
     output: str,
     segment_tokens: int | None,
-    version: int,
+    version: str | None,
     threads: int,
     force: bool,
     quiet: bool,
@@ -507,7 +508,7 @@ def explain(
     segment_tokens: int | None,
     recall_tokens: int,
     recall_bits: float,
-    codec_version: str,
+    codec_version: str | None,
     threads: int,
     force: bool,
 ) -> None:
@@ -546,7 +547,7 @@ def explain(
         helpers: list[Aside] = []
         stack.callback(lambda: [helper.cancel() for helper in helpers])
         loaded = codec.load_model(blob, threads)
-        settings = codec_settings(loaded, int(codec_version), segment_tokens)
+        settings = codec_settings(loaded, codec_version, segment_tokens)
         if plot_path:
             from .plot import curves, draw
 
@@ -613,10 +614,13 @@ def explain(
 
 
 def low_priority() -> None:
-    """Run only on CPU time the model's threads leave over (SCHED_IDLE, else nice 19)."""
-    try:
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-    except (AttributeError, OSError):
+    """Run mostly on CPU time the model's threads leave over: nice 19.
+
+    Not SCHED_IDLE, which never runs while anything else is runnable: on a busy machine
+    the helpers then waited forever after the model had finished (seen as explain runs
+    that outlived a 120-second limit while other jobs kept both cores busy).
+    """
+    with contextlib.suppress(OSError):
         os.nice(19)
 
 
