@@ -87,3 +87,53 @@ def test_explain_finds_recalled_text_and_not_a_new_paragraph(tmp_path: Path) -> 
     )  # never inside the new paragraph
     recalled = sum(s.end - s.start for s in spans)
     assert recalled > 0.6 * len(text)
+
+
+def test_the_torch_model_is_the_architecture_the_blob_describes(tmp_path: Path) -> None:
+    """One description, three users: the torch model (training), the float64 reference and
+    the blob agree layer for layer on a model using every variation the format has."""
+    import numpy as np
+    import torch
+
+    from inert.architecture import LayerSpec, ModelConfig
+    from inert.modelfile import model_bytes
+    from inert.reference import ReferenceModel
+    from inert.tokens import Vocabulary, train_tokenizer
+    from inert.train import TorchModel
+
+    tokenizer = train_tokenizer(
+        [(Path(__file__).parent / "golden" / "corpus.txt").read_text()], 300
+    )
+    config = ModelConfig(
+        vocab_size=len(Vocabulary(tokenizer)), dim=32, n_layers=2, n_heads=4, n_kv_heads=2,
+        hidden_dim=48, max_seq_len=32, bos_token_id=0, activation="gelu_tanh",
+        tied_embeddings=False, head_dim=12, rope_thetas=(10000.0, 50.0), embed_scale=2.5,
+        attn_scale=0.2, logit_softcap=15.0,
+        layers=(
+            LayerSpec(window=5, rope=1, qk_norm=True, qkv_bias=True, post_norms=True),
+            LayerSpec(),
+        ),
+    )  # fmt: skip
+    torch.manual_seed(1)
+    model = TorchModel(config).double()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn_like(p) * (0.3 if p.dim() == 2 else 0.2) + (p.dim() == 1))
+    blob = tmp_path / "all.blob"
+    blob.write_bytes(model_bytes(config, tokenizer, model.export_weights()))
+    stored = read_model(blob)
+    with torch.no_grad():  # the blob's int8 rows back into the torch model
+        for name, p in model.named_weights().items():
+            t = stored.tensors
+            w = (
+                t[f"{name}.q"] * t[f"{name}.scale"].astype(np.float64)[:, None]
+                if f"{name}.q" in t
+                else t[name]
+            )
+            p.copy_(torch.from_numpy(np.asarray(w, dtype=np.float64)))
+    tokens = np.arange(20) % config.vocab_size
+    with torch.no_grad():
+        theirs = torch.log_softmax(model(torch.tensor(tokens[None]))[0], -1).numpy()
+    ours = ReferenceModel(stored).log_probs(tokens)
+    assert np.abs(theirs).max() > 3  # far from uniform
+    assert np.abs(ours - theirs).max() < 1e-4  # float32 rotary tables

@@ -19,8 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .architecture import LayerSpec, ModelConfig
 from .errors import InertError
-from .modelfile import ModelConfig, model_bytes, rope_tables
+from .modelfile import inverse_frequencies, model_bytes, rope_tables
 from .tokens import Vocabulary, train_tokenizer
 
 try:
@@ -117,32 +118,54 @@ if torch is not None:
             return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
 
     class Block(nn.Module):
-        def __init__(self, c: ModelConfig) -> None:
+        """One layer as architecture.py describes it (the engine's arithmetic, in float32)."""
+
+        def __init__(self, c: ModelConfig, spec: LayerSpec) -> None:
             super().__init__()
-            hd = c.head_dim
-            self.c = c
+            hd, bias = c.head_dim, spec.qkv_bias
+            self.c, self.spec = c, spec
             self.attn_norm, self.mlp_norm = RMSNorm(c.dim, c.norm_eps), RMSNorm(c.dim, c.norm_eps)
-            self.wq = nn.Linear(c.dim, c.n_heads * hd, bias=False)
-            self.wk = nn.Linear(c.dim, c.n_kv_heads * hd, bias=False)
-            self.wv = nn.Linear(c.dim, c.n_kv_heads * hd, bias=False)
+            self.wq = nn.Linear(c.dim, c.n_heads * hd, bias=bias)
+            self.wk = nn.Linear(c.dim, c.n_kv_heads * hd, bias=bias)
+            self.wv = nn.Linear(c.dim, c.n_kv_heads * hd, bias=bias)
             self.wo = nn.Linear(c.n_heads * hd, c.dim, bias=False)
             self.w_gate = nn.Linear(c.dim, c.hidden_dim, bias=False)
             self.w_up = nn.Linear(c.dim, c.hidden_dim, bias=False)
             self.w_down = nn.Linear(c.hidden_dim, c.dim, bias=False)
+            if spec.qk_norm:  # made after the rest: a plain layer's parameters stay as they were
+                self.q_norm, self.k_norm = RMSNorm(hd, c.norm_eps), RMSNorm(hd, c.norm_eps)
+            if spec.post_norms:
+                self.post_attn_norm = RMSNorm(c.dim, c.norm_eps)
+                self.post_mlp_norm = RMSNorm(c.dim, c.norm_eps)
 
         def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-            c, (B, T, _) = self.c, x.shape
+            c, spec, (B, T, _) = self.c, self.spec, x.shape
             h = self.attn_norm(x)
-            q = self.wq(h).view(B, T, c.n_heads, c.head_dim).transpose(1, 2)  # (B, H, T, hd)
-            k = self.wk(h).view(B, T, c.n_kv_heads, c.head_dim).transpose(1, 2)
+            q = self.wq(h).view(B, T, c.n_heads, c.head_dim)
+            k = self.wk(h).view(B, T, c.n_kv_heads, c.head_dim)
             v = self.wv(h).view(B, T, c.n_kv_heads, c.head_dim).transpose(1, 2)
-            q, k = rotate(q, cos, sin), rotate(k, cos, sin)
+            if spec.qk_norm:
+                q, k = self.q_norm(q), self.k_norm(k)
+            q = rotate(q.transpose(1, 2), cos, sin)  # (B, H, T, hd)
+            k = rotate(k.transpose(1, 2), cos, sin)
             group = c.n_heads // c.n_kv_heads  # query head j reads key/value head j // group
             k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
-            out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-            x = x + self.wo(out.transpose(1, 2).reshape(B, T, -1))
+            # torch's own 1/sqrt(hd) unless the model says otherwise (the same training bits)
+            scale = None if c.attn_scale == 1.0 / math.sqrt(c.head_dim) else c.attn_scale
+            if spec.window:
+                position = torch.arange(T, device=x.device)
+                gap = position[:, None] - position[None, :]  # query - key
+                mask = (gap >= 0) & (gap < spec.window)
+                out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
+            else:
+                out = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale)
+            a = self.wo(out.transpose(1, 2).reshape(B, T, -1))
+            x = x + (self.post_attn_norm(a) if spec.post_norms else a)
             h = self.mlp_norm(x)
-            return x + self.w_down(F.silu(self.w_gate(h)) * self.w_up(h))
+            gate = self.w_gate(h)
+            act = F.silu(gate) if c.activation == "silu" else F.gelu(gate, approximate="tanh")
+            m = self.w_down(act * self.w_up(h))
+            return x + (self.post_mlp_norm(m) if spec.post_norms else m)
 
     def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         half = x.shape[-1] // 2
@@ -150,15 +173,20 @@ if torch is not None:
         return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
 
     class TorchModel(nn.Module):
+        """The architecture of a ModelConfig in torch, for training; exported into a blob."""
+
         def __init__(self, c: ModelConfig) -> None:
             super().__init__()
             self.c = c
             self.embed = nn.Embedding(c.vocab_size, c.dim)
-            self.blocks = nn.ModuleList(Block(c) for _ in range(c.n_layers))
+            self.blocks = nn.ModuleList(Block(c, c.layers[i]) for i in range(c.n_layers))
             self.norm = RMSNorm(c.dim, c.norm_eps)
-            cos, sin = rope_tables(c)  # the very tables the blob will carry
-            self.register_buffer("cos", torch.from_numpy(cos), persistent=False)
-            self.register_buffer("sin", torch.from_numpy(sin), persistent=False)
+            if not c.tied_embeddings:
+                self.output = nn.Linear(c.dim, c.vocab_size, bias=False)
+            for r, theta in enumerate(c.rope_thetas):  # the very tables the blob will carry
+                cos, sin = rope_tables(c, inverse_frequencies(c, theta))
+                self.register_buffer(f"cos{r}", torch.from_numpy(cos), persistent=False)
+                self.register_buffer(f"sin{r}", torch.from_numpy(sin), persistent=False)
             for name, p in self.named_parameters():
                 if p.dim() == 2:
                     std = (
@@ -169,22 +197,38 @@ if torch is not None:
                     nn.init.normal_(p, std=std)
 
         def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-            T = tokens.shape[1]
+            c, T = self.c, tokens.shape[1]
             x = self.embed(tokens)
+            if c.embed_scale != 1.0:
+                x = x * c.embed_scale
             for block in self.blocks:
-                x = block(x, self.cos[:T], self.sin[:T])
-            return self.norm(x) @ self.embed.weight.T  # tied output head
+                table = block.spec.rope
+                x = block(x, getattr(self, f"cos{table}")[:T], getattr(self, f"sin{table}")[:T])
+            head = self.embed.weight if c.tied_embeddings else self.output.weight
+            logits = self.norm(x) @ head.T
+            if c.logit_softcap:
+                logits = c.logit_softcap * torch.tanh(logits / c.logit_softcap)
+            return logits
 
-        def export_weights(self) -> dict[str, np.ndarray]:
+        def named_weights(self) -> dict[str, torch.Tensor]:
+            """Every parameter under its blob name (architecture.py)."""
             w = {"embed": self.embed.weight, "norm": self.norm.weight}
+            if not self.c.tied_embeddings:
+                w["output"] = self.output.weight
             for i, b in enumerate(self.blocks):
                 for name in ("wq", "wk", "wv", "wo", "w_gate", "w_up", "w_down"):
                     w[f"layers.{i}.{name}"] = getattr(b, name).weight
-                w[f"layers.{i}.attn_norm"], w[f"layers.{i}.mlp_norm"] = (
-                    b.attn_norm.weight,
-                    b.mlp_norm.weight,
-                )
-            return {k: v.detach().double().numpy() for k, v in w.items()}
+                for which in ("q", "k", "v") if b.spec.qkv_bias else ():
+                    w[f"layers.{i}.b{which}"] = getattr(b, f"w{which}").bias
+                norms = ["attn_norm", "mlp_norm"]
+                norms += ["q_norm", "k_norm"] if b.spec.qk_norm else []
+                norms += ["post_attn_norm", "post_mlp_norm"] if b.spec.post_norms else []
+                for name in norms:
+                    w[f"layers.{i}.{name}"] = getattr(b, name).weight
+            return w
+
+        def export_weights(self) -> dict[str, np.ndarray]:
+            return {k: v.detach().double().numpy() for k, v in self.named_weights().items()}
 
 
 # ---------------------------------------------------------------------------- training
