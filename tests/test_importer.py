@@ -313,14 +313,14 @@ def test_a_gguf_imports_as_its_checkpoint_does(family: str, tmp_path: Path) -> N
         from_hf.config.vocab_size,
     )
     for name in from_hf.config.matrices():
-        ours, theirs = from_gguf.weights[name](), from_hf.weights[name]
+        ours, theirs = from_gguf.weights[name](), from_hf.weights[name]()
         # Q8_0 and Q5_0 move a weight by at most one step, 1/127 and 1/16 of its block's
         # largest (half a step, plus the float16 scale's rounding and Q5_0's short top);
         # a permutation or transposition gone wrong moves them by about the largest itself
         bound = np.abs(theirs).max() / (16 if "w_" in name else 127)
         assert np.abs(ours - theirs).max() <= bound, name
     for name in from_hf.config.gains():
-        assert np.allclose(from_gguf.weights[name](), from_hf.weights[name]), name  # 1 + w both
+        assert np.allclose(from_gguf.weights[name](), from_hf.weights[name]()), name  # 1 + w
     blob = tmp_path / "gguf.blob"
     blob.write_bytes(
         model_bytes(config, from_gguf.tokenizer_json, from_gguf.weights, from_gguf.source)
@@ -391,3 +391,13 @@ def test_the_real_gemma_3_270m_imports_and_round_trips(tmp_path: Path) -> None:
     key, stats = codec.encode_work(work, loaded, codec.CodecSettings(segment_tokens=256))
     assert not stats.stored and len(key) < len(work) / 4
     assert codec.decode_work(key, loaded) == work
+
+
+def test_bfloat16_weights_read_as_torch_reads_them(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    from inert.importer import read_tensor
+
+    w = torch.randn(7, 5).to(torch.bfloat16)
+    save_file({"w": w}, str(tmp_path / "m.safetensors"))
+    assert np.array_equal(read_tensor(tmp_path / "m.safetensors", "w", "BF16"), w.float().numpy())

@@ -44,7 +44,8 @@ class CodecSettings:
     # tokens per segment (capped at the model's context): longer predicts better, shorter
     # decodes in more parallel lanes; written into every key
     segment_tokens: int = 512
-    # segments evaluated together when encoding: memory ~ batch * segment**2
+    # segments evaluated together when encoding, at most: memory ~ batch * segment * vocabulary
+    # (see encode_batch_for); the engine is batch-invariant, so it never changes a key
     encode_batch: int = 4
     # segments decoded in lockstep (codec 1; codec 2 always decodes history.GROUP): more
     # lanes amortize each step's overhead; this, not the work's size, bounds decoding memory
@@ -157,6 +158,16 @@ def code_segment(symbols: np.ndarray, freq: np.ndarray) -> np.ndarray:
     return encoder.get_compressed()
 
 
+TABLE_BUDGET = 1 << 30  # bytes of (segments, tokens, V) int64 tables evaluated at once
+
+
+def encode_batch_for(settings: CodecSettings, vocab_size: int) -> int:
+    """Segments to evaluate at once: settings.encode_batch, fewer where their tables would
+    pass TABLE_BUDGET (Gemma's 262,144-token vocabulary: 1 GiB per 512-token segment)."""
+    per_segment = settings.segment_tokens * vocab_size * 8
+    return max(1, min(settings.encode_batch, TABLE_BUDGET // per_segment))
+
+
 def coded_frequencies(
     engine: Engine, tokens: np.ndarray, settings: CodecSettings
 ) -> Iterator[tuple[int, np.ndarray, list[Predictions]]]:
@@ -166,7 +177,8 @@ def coded_frequencies(
     read it before mixing in place."""
     size = settings.segment_tokens
     if settings.codec == 1:
-        for start, freq in segment_frequencies(engine, tokens, size, settings.encode_batch, 1):
+        batch = encode_batch_for(settings, engine.config.vocab_size)
+        for start, freq in segment_frequencies(engine, tokens, size, batch, 1):
             yield start, freq, []
         return
     history = History(engine.config.vocab_size)
@@ -177,7 +189,7 @@ def coded_frequencies(
         with ThreadPoolExecutor(1) as helper:  # the replay runs while the engine starts
             replayed = helper.submit(replay, history, group)
             for start, freq in segment_frequencies(
-                engine, tokens[lo:hi], size, settings.encode_batch, 2
+                engine, tokens[lo:hi], size, encode_batch_for(settings, engine.config.vocab_size), 2
             ):
                 yield lo + start, freq, replayed.result()[start // size]
 

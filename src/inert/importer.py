@@ -174,13 +174,13 @@ def import_hugging_face(folder: Path, log: Log) -> Imported:
     log(f"{family}: {n_layers} layers, dim {dim}, vocabulary {config.vocab_size:,}")
     weights: dict[str, Weight] = {}
     types_found: Counter[str] = Counter()
-    for name, dtype, tensor in safetensors_tensors(folder):
+    for name, dtype, read in safetensors_tensors(folder):
         types_found[dtype] += 1
         if (ours := hf_name(name, family)) is None:
             continue
         if family == "gemma3" and ours in config.gains():
-            tensor = 1.0 + tensor  # Gemma's RMSNorm multiplies by 1 + w
-        weights[ours] = tensor
+            read = (lambda r: lambda: 1.0 + r())(read)  # Gemma's RMSNorm multiplies by 1 + w
+        weights[ours] = read
     weights["rope.0.inv_freq"] = scaled_frequencies(config, theta, global_rope or None)
     if family == "gemma3":
         weights["rope.1.inv_freq"] = inverse_frequencies(config, local_theta)
@@ -226,8 +226,9 @@ def hf_name(name: str, family: str) -> str | None:
     return f"layers.{index}.{ours}" if ours else None
 
 
-def safetensors_tensors(folder: Path) -> Iterator[tuple[str, str, np.ndarray]]:
-    """(name, dtype, float array) of every tensor in the folder's safetensors files."""
+def safetensors_tensors(folder: Path) -> Iterator[tuple[str, str, Callable[[], np.ndarray]]]:
+    """(name, dtype, its reader) of every tensor in the folder's safetensors files: the blob
+    writer reads one float matrix at a time."""
     from safetensors import safe_open
 
     files = sorted(folder.glob("*.safetensors"))
@@ -235,14 +236,24 @@ def safetensors_tensors(folder: Path) -> Iterator[tuple[str, str, np.ndarray]]:
         raise InertError(f"{folder} holds no .safetensors weights")
     for file in files:
         with safe_open(str(file), framework="np") as f:
-            for name in f.keys():  # noqa: SIM118 - not a dict
-                dtype = f.get_slice(name).get_dtype()
-                if dtype == "BF16":  # numpy has no bfloat16: widen its bits to float32
-                    yield name, dtype, bfloat16_tensor(file, name)
-                elif dtype in ("F32", "F16", "F64"):
-                    yield name, dtype, f.get_tensor(name).astype(np.float32)
-                else:
-                    raise InertError(f"unsupported tensor type {dtype} ({name} in {file.name})")
+            names = [(name, f.get_slice(name).get_dtype()) for name in f.keys()]  # noqa: SIM118
+        for name, dtype in names:
+            if dtype not in ("BF16", "F32", "F16", "F64"):
+                raise InertError(f"unsupported tensor type {dtype} ({name} in {file.name})")
+            yield (
+                name,
+                dtype,
+                (lambda file=file, name=name, dtype=dtype: read_tensor(file, name, dtype)),
+            )
+
+
+def read_tensor(file: Path, name: str, dtype: str) -> np.ndarray:
+    from safetensors import safe_open
+
+    if dtype == "BF16":  # numpy has no bfloat16: widen its bits to float32
+        return bfloat16_tensor(file, name)
+    with safe_open(str(file), framework="np") as f:
+        return f.get_tensor(name).astype(np.float32)
 
 
 def bfloat16_tensor(file: Path, name: str) -> np.ndarray:
