@@ -271,10 +271,8 @@ def write_gguf(folder: Path, family: str, path: Path) -> Path:
         elif name == "model.norm.weight":
             target = "output_norm.weight"
         else:
-            parts = name.split(
-                "."
-            )  # model.layers.L.(self_attn|mlp).X.weight or model.layers.L.X.weight
-            target = f"blk.{parts[2]}.{names[parts[-2]]}.weight"
+            parts = name.split(".")  # model.layers.L.[self_attn|mlp.]X.weight|bias
+            target = f"blk.{parts[2]}.{names[parts[-2]]}.{parts[-1]}"
         if family == "llama" and target.endswith(("attn_q.weight", "attn_k.weight")):
             heads = hf["num_attention_heads"] if "attn_q" in target else hf["num_key_value_heads"]
             w = (
@@ -282,8 +280,9 @@ def write_gguf(folder: Path, family: str, path: Path) -> Path:
                 .swapaxes(1, 2)
                 .reshape(w.shape)
             )
-        if w.ndim == 1:
-            writer.add_tensor(target, w + (1.0 if family == "gemma3" else 0.0))
+        if w.ndim == 1:  # norms (Gemma's as 1 + w) and biases
+            shift = 1.0 if family == "gemma3" and target.endswith("norm.weight") else 0.0
+            writer.add_tensor(target, w + shift)
         else:
             kind = (
                 gguf.GGMLQuantizationType.Q5_0
@@ -298,7 +297,7 @@ def write_gguf(folder: Path, family: str, path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("family", ["llama", "gemma3"])
+@pytest.mark.parametrize("family", FAMILIES)
 def test_a_gguf_imports_as_its_checkpoint_does(family: str, tmp_path: Path) -> None:
     pytest.importorskip("gguf")
     folder = checkpoint(family, tmp_path / "hf")
@@ -319,7 +318,7 @@ def test_a_gguf_imports_as_its_checkpoint_does(family: str, tmp_path: Path) -> N
         # a permutation or transposition gone wrong moves them by about the largest itself
         bound = np.abs(theirs).max() / (16 if "w_" in name else 127)
         assert np.abs(ours - theirs).max() <= bound, name
-    for name in from_hf.config.gains():
+    for name in [*from_hf.config.gains(), *from_hf.config.biases()]:
         assert np.allclose(from_gguf.weights[name](), from_hf.weights[name]()), name  # 1 + w
     blob = tmp_path / "gguf.blob"
     blob.write_bytes(
