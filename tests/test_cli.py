@@ -266,8 +266,8 @@ def no_leftovers(folder: Path) -> bool:
     return not [p for p in folder.iterdir() if p.name.endswith(".inert-tmp")]
 
 
-def test_write_failure_is_one_line_and_leaves_nothing(
-    tmp_path: Path, pad_path: Path, inert_exe: Path
+def test_write_failure_is_one_line_leaves_nothing_and_gives_the_pad_range_back(
+    inert, tmp_path: Path, pad_path: Path, inert_exe: Path
 ) -> None:
 
     (tmp_path / "big").write_bytes(os.urandom(40_000))
@@ -285,6 +285,10 @@ def test_write_failure_is_one_line_and_leaves_nothing(
     assert result.returncode == 1
     assert "inert: error: cannot write k: File too large\n" in err(result)
     assert not (tmp_path / "k").exists() and no_leftovers(tmp_path)
+    # the key never left: its pad range is free again
+    assert "0 bytes by 0 keys" in inert("blob", "info", pad_path).stdout.decode()
+    assert inert("encode", "big", "-b", pad_path, "-o", "k").returncode == 0
+    assert "40000 bytes by 1 keys" in inert("blob", "info", pad_path).stdout.decode()
 
 
 def test_explain_stopped_midway_leaves_no_output_and_no_helper_process(

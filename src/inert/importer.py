@@ -210,19 +210,23 @@ HF_LAYER_NAMES = {
 def hf_name(name: str, family: str) -> str | None:
     """A Hugging Face tensor name -> inert's, or None for tensors inert does not use."""
     name = name.removeprefix("model.language_model.").removeprefix("language_model.")
-    name = name.removeprefix("model.")
-    if name == "embed_tokens.weight":
-        return "embed"
-    if name == "norm.weight":
-        return "norm"
-    if name == "lm_head.weight":
-        return "output"
-    if not name.startswith("layers."):
+    # Gemma's post_attention_layernorm follows attention; the others' precedes the MLP
+    after_attention = "post_attn_norm" if family == "gemma3" else "mlp_norm"
+    layer_names = HF_LAYER_NAMES | {"post_attention_layernorm.weight": after_attention}
+    return rename(name.removeprefix("model."), HF_TOP_NAMES, "layers.", layer_names)
+
+
+HF_TOP_NAMES = {"embed_tokens.weight": "embed", "norm.weight": "norm", "lm_head.weight": "output"}
+
+
+def rename(name: str, top: dict[str, str], prefix: str, layer_names: dict[str, str]) -> str | None:
+    """`top` names as they are; PREFIX.L.REST as layers.L.<layer_names[REST]>; else None."""
+    if name in top:
+        return top[name]
+    if not name.startswith(prefix):
         return None
     _, index, rest = name.split(".", 2)
-    if rest == "post_attention_layernorm.weight":  # Gemma: after attention; others: before the MLP
-        return f"layers.{index}.{'post_attn_norm' if family == 'gemma3' else 'mlp_norm'}"
-    ours = HF_LAYER_NAMES.get(rest)
+    ours = layer_names.get(rest)
     return f"layers.{index}.{ours}" if ours else None
 
 
@@ -290,18 +294,15 @@ GGUF_LAYER_NAMES = {
 }
 
 
+GGUF_TOP_NAMES = {
+    "token_embd.weight": "embed",
+    "output_norm.weight": "norm",
+    "output.weight": "output",
+}
+
+
 def gguf_name(name: str) -> str | None:
-    if name == "token_embd.weight":
-        return "embed"
-    if name == "output_norm.weight":
-        return "norm"
-    if name == "output.weight":
-        return "output"
-    if not name.startswith("blk."):
-        return None
-    _, index, rest = name.split(".", 2)
-    ours = GGUF_LAYER_NAMES.get(rest)
-    return f"layers.{index}.{ours}" if ours else None
+    return rename(name, GGUF_TOP_NAMES, "blk.", GGUF_LAYER_NAMES)
 
 
 def unpermute(w: np.ndarray, heads: int) -> np.ndarray:
