@@ -108,6 +108,8 @@ class Aside:
                 for fd in _PARENT_ENDS:  # other helpers' pipes: they must see their ends
                     os.close(fd)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl-C: the parent cleans up
+                if hasattr(signal, "pthread_sigmask"):  # forked while the parent held them back
+                    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
                 child()
                 status = 0
             except BaseException as e:  # every failure goes to the parent

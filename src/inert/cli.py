@@ -39,7 +39,14 @@ from .aside import Aside
 from .errors import InertError
 from .keyfile import KeyHeader, Kind, check_payload_length, read_header
 from .store import Blob, Store, check_blob
-from .streams import STDIO, atomic_output, atomic_outputs, open_input, size_text
+from .streams import (
+    STDIO,
+    atomic_output,
+    atomic_outputs,
+    open_input,
+    signals_deferred,
+    size_text,
+)
 from .streams import Progress as ProgressFn
 
 if TYPE_CHECKING:  # the codec (and numpy's engine) is imported only by commands that code
@@ -551,17 +558,21 @@ def explain(
         if plot_path:
             from .plot import curves, draw
 
-            plotter = Aside.ready(partial(write_each, draw, files[plot_path]), nice_pyplot)
-            helpers.append(plotter)
+            with signals_deferred():  # no helper runs unknown to the clean-up above
+                plotter = Aside.ready(partial(write_each, draw, files[plot_path]), nice_pyplot)
+                helpers.append(plotter)
         streaming = json_path is not None and reference in ("pad", "classical")
         if streaming:
             token_bytes = loaded.model.vocab.token_bytes
             spool = None if json_path == STDIO else os.path.dirname(os.path.abspath(json_path))
-            json_writer = Aside.ready(
-                partial(ledger.stream_json, files[json_path], data, token_bytes, spool_dir=spool),
-                low_priority,
-            )
-            helpers.append(json_writer)
+            with signals_deferred():
+                json_writer = Aside.ready(
+                    partial(
+                        ledger.stream_json, files[json_path], data, token_bytes, spool_dir=spool
+                    ),
+                    low_priority,
+                )
+                helpers.append(json_writer)
         with ThreadPoolExecutor(1) as aside:  # while the model runs: the compressors
             from .classical import best
 
@@ -599,7 +610,8 @@ def explain(
             json_writer.send(("end", {k: v for k, v in result.items() if k != "tokens"}))
             json_writer.close()
         elif json_path:
-            helpers.append(Aside(write_flushed, ledger.write_json, files[json_path], result))
+            with signals_deferred():
+                helpers.append(Aside(write_flushed, ledger.write_json, files[json_path], result))
         if plot_path:
             plotter.send(curves(result))
             plotter.close()
