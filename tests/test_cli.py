@@ -7,11 +7,10 @@ import pty
 import resource
 import signal
 import subprocess
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from test_cli_reliability import leftovers, wait_for
 
 from inert.keyfile import parse_key
 
@@ -304,24 +303,15 @@ def test_explain_stopped_midway_leaves_no_output_and_no_helper_process(
         stderr=subprocess.PIPE,
     )
     # the outputs exist as temporary files and the helpers are forked: the model is running
-    wait_for(lambda: len(leftovers(tmp_path)) == 3 and len(helpers_of(proc.pid)) == 2)
+    wait_for(
+        lambda: len(leftovers(tmp_path)) == 3 and len(helpers_of(proc.pid)) == 2, "the helpers"
+    )
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 143, stderr
     assert not {"j.json", "h.html", "p.png"} & {p.name for p in tmp_path.iterdir()}
     assert no_leftovers(tmp_path)
-    wait_for(lambda: not running_with(str(work).encode()))  # no helper outlives its parent
-
-
-def wait_for(condition: Callable[[], object], deadline: float = 60.0) -> None:
-    end = time.monotonic() + deadline
-    while not condition():
-        assert time.monotonic() < end, "timed out"
-        time.sleep(0.005)
-
-
-def leftovers(folder: Path) -> list[Path]:
-    return [p for p in folder.iterdir() if p.name.endswith(".inert-tmp")]
+    wait_for(lambda: not running_with(str(work).encode()), "the helpers' end")  # none outlives it
 
 
 def helpers_of(pid: int) -> list[str]:
