@@ -15,25 +15,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-
-INERT = str(Path(sys.executable).with_name("inert"))
-
-
-def run(args: list[str]) -> tuple[float, int]:
-    """Seconds and peak RSS (bytes) of a command, which must succeed."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    if os.waitstatus_to_exitcode(status):
-        raise SystemExit(f"{' '.join(args)} failed: {proc.stderr.read().decode()}")
-    return time.perf_counter() - start, usage.ru_maxrss * 1024
+from model_codec import INERT
+from model_codec import peak_rss as run  # seconds and peak RSS of a command that must succeed
 
 
 def llama_cpp(gguf: Path, work: bytes, threads: int, step_tokens: int) -> dict:
