@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
+import pytest
 
 from inert import exact
 
@@ -46,17 +49,47 @@ def test_quantize_is_16_bit_and_close() -> None:
     assert np.allclose(q * scale[:, None], x, atol=scale.max())
 
 
-def test_integer_matmul_is_exact_where_float32_would_not_be() -> None:
+@pytest.fixture(params=["kernel", "numpy"])
+def products(request, monkeypatch):
+    """Each test of the products runs on the compiled kernel and on the numpy path."""
+    if request.param == "numpy":
+        monkeypatch.setattr(exact, "KERNELS", None)
+    elif exact.KERNELS is None:
+        pytest.skip("inert._kernels was not built (no C compiler at install)")
+    return request.param
+
+
+def test_integer_matmul_is_exact_where_float32_would_not_be(products) -> None:
     rng = np.random.default_rng(1)
     q = rng.integers(-32767, 32768, size=(3, 4096)).astype(np.float64)
     q[0] = 32767  # the extremes: every product at its largest
-    w = rng.integers(-127, 128, size=(5, 4096)).astype(np.float64)
-    w[0] = 127
+    w = rng.integers(-128, 128, size=(5, 4096)).astype(np.int8)
+    w[0] = -128
     exact_ints = q.astype(np.int64) @ w.astype(np.int64).T
-    got = exact.matmul_q(q, np.ones(3), np.ascontiguousarray(w.T), np.ones(5))
+    got = exact.matmul_q(q, np.ones(3), w, np.ones(5))
     assert np.array_equal(got, exact_ints.astype(np.float64))
     naive = (q.astype(np.float32) @ w.T.astype(np.float32)).astype(np.float64)
     assert not np.array_equal(naive, exact_ints)  # plain float32 would be wrong here
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1), (2, 7, 3), (5, 300, 9), (33, 640, 70), (1, 70000, 5)])
+def test_integer_products_of_every_shape(products, shape) -> None:
+    """Every shape (partial weight blocks, inner sizes across several chunks of 256 products,
+    single rows) gives the exact integers, on any thread count."""
+    N, n, m = shape
+    rng = np.random.default_rng(n)
+    a = rng.integers(-32767, 32768, size=(N, n)).astype(np.float64)
+    a[0, : n // 2] = -32767  # long runs of the largest products: chunks at their bound
+    w = rng.integers(-128, 128, size=(m, n)).astype(np.int8)
+    w[0, : n // 2] = -128
+    expected = (a.astype(np.int64) @ w.astype(np.int64).T).astype(np.float64)
+    for threads in (1, 2, 3):
+        assert np.array_equal(exact.int_matmul(a, w, threads), expected)
+
+
+def test_products_take_int8_weights_only() -> None:
+    with pytest.raises(TypeError):
+        exact.int_matmul(np.ones((2, 3)), np.ones((4, 3)))
 
 
 def test_rms_norm_matches_the_float_formula() -> None:
@@ -64,3 +97,11 @@ def test_rms_norm_matches_the_float_formula() -> None:
     gain = np.linspace(0.5, 1.5, 64)
     expected = x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + 1e-5) * gain
     assert np.allclose(exact.rms_norm(x, gain, 1e-5), expected, rtol=1e-5)
+
+
+def test_the_kernel_is_built_where_a_compiler_is() -> None:
+    """The extension is optional for pip; a machine with a C compiler must not silently
+    lose it (the numpy path is several times slower)."""
+    if not (shutil.which("cc") or shutil.which("gcc")):
+        pytest.skip("no C compiler here: the numpy path is the one in use")
+    assert exact.KERNELS is not None, "a C compiler is here, yet inert._kernels was not built"

@@ -53,7 +53,8 @@ def test_ranks_and_alternatives_agree(tiny) -> None:
     assert np.all(ledger.bits >= ledger.top_bits[:, 0] - 1e-12)
     # every rank is 1 + the tokens the blob found strictly more likely, counted in full here
     settings = codec.CodecSettings(segment_tokens=ledger.segment_tokens)
-    for start, freq, _ in codec.coded_frequencies(tiny.engine, ledger.token_ids, settings):
+    for tables in codec.coded_tables(tiny.engine, ledger.token_ids, settings):
+        freq, start = tables.freq, tables.first
         end = start + len(freq)
         chosen = freq[np.arange(len(freq)), ledger.token_ids[start:end]]
         expected = 1 + np.sum(freq > chosen[:, None], axis=1)

@@ -11,21 +11,24 @@ plus < 64 bits of flush.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import threading
 import zlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import cache
-from typing import BinaryIO
+from queue import Empty, Full, Queue
+from typing import BinaryIO, TypeVar
 
 import constriction
 import numpy as np
 
-from .engine import FREQ_TOTAL, Engine
+from .engine import FREQ_TOTAL, Engine, table_rows
 from .errors import ChecksumError, InertError, KeyFormatError
-from .history import GROUP, History, Predictions, mix, replay
+from .history import GROUP, History, Predictions, mix, replay, rows_of
 from .keyfile import KeyHeader, Kind, pack_segments, read_header, unpack_segments
 from .modelfile import Model, read_model
 from .store import Blob, check_blob
@@ -37,6 +40,7 @@ from .streams import Progress
 # and keep decoding every earlier version.
 CODEC_VERSION = 2
 CODECS = (1, 2)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -44,8 +48,8 @@ class CodecSettings:
     # tokens per segment (capped at the model's context): longer predicts better, shorter
     # decodes in more parallel lanes; written into every key
     segment_tokens: int = 512
-    # segments evaluated together when encoding, at most: memory ~ batch * segment * vocabulary
-    # (see encode_batch_for); the engine is batch-invariant, so it never changes a key
+    # segments evaluated together when encoding, at most (see encode_batch_for); the engine
+    # is batch-invariant, so it never changes a key
     encode_batch: int = 4
     # segments decoded in lockstep (codec 1; codec 2 always decodes history.GROUP): more
     # lanes amortize each step's overhead; this, not the work's size, bounds decoding memory
@@ -97,37 +101,99 @@ def segment_bounds(token_count: int, segment_tokens: int) -> list[tuple[int, int
     ]
 
 
-def segment_frequencies(
-    engine: Engine, tokens: np.ndarray, segment_tokens: int, batch: int = 4, codec: int = 1
-) -> Iterator[tuple[int, np.ndarray]]:
-    """(start, freq (n, V) int64) for every segment: freq[i] is the table that codes tokens[start+i].
+@dataclass
+class Tables:
+    """Frequency tables of some consecutive tokens of one segment, as the codec codes them.
 
-    The engine evaluates the next group of segments while the caller codes this one.
+    freq[i] codes the work's token start + offset + i; the segment holds tokens
+    start .. start + length - 1. The engine makes a segment's tables a block at a time, so
+    memory holds a few blocks, not (segment, V).
+    """
+
+    start: int  # the segment's first token, in the work
+    length: int  # tokens in the segment
+    offset: int  # the first row's token, within the segment
+    freq: np.ndarray  # (rows, V) int64, under the model alone
+    predictions: list[Predictions] = field(default_factory=list)  # the history's, these rows
+
+    @property
+    def first(self) -> int:
+        """The work position of the first row's token."""
+        return self.start + self.offset
+
+    @property
+    def ends_segment(self) -> bool:
+        return self.offset + len(self.freq) == self.length
+
+
+AHEAD = 2  # table blocks the engine may make ahead of the coder
+
+
+def ahead(items: Iterator[T], depth: int = AHEAD) -> Iterator[T]:
+    """The items of a generator made by a helper thread, at most `depth` ahead of the
+    consumer: the engine evaluates while the coder codes. Its exceptions reach the consumer;
+    a consumer that stops early (an error, Ctrl-C) stops the helper at its next item."""
+    queue: Queue = Queue(depth)
+    stop = threading.Event()
+    done = object()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        queue.put((item, None), timeout=0.1)
+                        break
+                    except Full:
+                        continue
+                if stop.is_set():
+                    return
+            queue.put((done, None))
+        except BaseException as e:  # handed to the consumer, which raises it
+            queue.put((done, e))
+
+    helper = threading.Thread(target=produce, name="inert-engine", daemon=True)
+    helper.start()
+    try:
+        while True:
+            item, error = queue.get()
+            if error is not None:
+                raise error
+            if item is done:
+                return
+            yield item
+    finally:
+        stop.set()
+        while helper.is_alive():  # unblock a helper waiting to put, then let it finish
+            with contextlib.suppress(Empty):
+                queue.get(timeout=0.1)
+        helper.join()
+
+
+def segment_tables(
+    engine: Engine, tokens: np.ndarray, segment_tokens: int, batch: int = 4, codec: int = 1
+) -> Iterator[Tables]:
+    """The model's tables for every segment in order, a block of rows at a time.
+
+    Segments of a group of `batch` share one forward pass when they have the same length.
     """
     bos = engine.config.bos_token_id
     bounds = segment_bounds(len(tokens), segment_tokens)
-    groups = []
+    rows = table_rows(engine.config.vocab_size)
     for first in range(0, len(bounds), batch):
         group = bounds[first : first + batch]
-        # segments of a group share one forward pass when they have the same length
         full = [b for b in group if b[1] - b[0] == group[0][1] - group[0][0]]
-        groups += [members for members in (full, [b for b in group if b not in full]) if members]
-
-    def evaluate(members: list[tuple[int, int]]) -> list[tuple[int, np.ndarray]]:
-        inputs = np.stack([np.concatenate([[bos], tokens[a : b - 1]]) for a, b in members])
-        cache = engine.new_cache(len(members), inputs.shape[1])
-        freqs = engine.frequencies(inputs, cache, codec)
-        return [(a, freq) for (a, _), freq in zip(members, freqs, strict=True)]
-
-    if not groups:
-        return
-    with ThreadPoolExecutor(1) as ahead:
-        pending = ahead.submit(evaluate, groups[0])
-        for following in groups[1:]:
-            done = pending.result()
-            pending = ahead.submit(evaluate, following)
-            yield from done
-        yield from pending.result()
+        for members in (full, [b for b in group if b not in full]):
+            if not members:
+                continue
+            inputs = np.stack([np.concatenate([[bos], tokens[a : b - 1]]) for a, b in members])
+            cache = engine.new_cache(len(members), inputs.shape[1])
+            q, scale = engine.final_states(inputs, cache)  # (members * n, d)
+            n = inputs.shape[1]
+            for m, (a, b) in enumerate(members):
+                for r in range(0, n, rows):
+                    at = slice(m * n + r, m * n + min(r + rows, n))
+                    yield Tables(a, b - a, r, engine.tables(q[at], scale[at], codec))
 
 
 # ---------------------------------------------------------------------------- encode
@@ -142,44 +208,32 @@ class EncodeStats:
     stored: bool = False  # the model would have enlarged the work: the key stores it as is
 
 
-CODE_ROWS = 64  # tables handed to the coder at a time: (64, V) float64, not the segment's
-
-
-def code_segment(symbols: np.ndarray, freq: np.ndarray) -> np.ndarray:
-    """Range-code one segment: symbols (n,) under their tables freq (n, V) -> words (uint32).
+class SegmentCoder:
+    """Range-codes one segment, its tables handed over a block at a time.
 
     A queue coder codes in order, so handing it the rows in blocks codes the same words.
     """
-    encoder = constriction.stream.queue.RangeEncoder()
-    symbols = symbols.astype(np.int32)
-    for a in range(0, len(symbols), CODE_ROWS):
-        rows = freq[a : a + CODE_ROWS].astype(np.float64)
-        encoder.encode(symbols[a : a + CODE_ROWS], _categorical(), rows)
-    return encoder.get_compressed()
+
+    def __init__(self) -> None:
+        self._encoder = constriction.stream.queue.RangeEncoder()
+
+    def code(self, symbols: np.ndarray, freq: np.ndarray) -> None:
+        """Code symbols (n,) under their tables freq (n, V) int64."""
+        self._encoder.encode(symbols.astype(np.int32), _categorical(), freq.astype(np.float64))
+
+    def words(self) -> np.ndarray:
+        return self._encoder.get_compressed()
 
 
-TABLE_BUDGET = 1 << 30  # bytes of (segments, tokens, V) int64 tables evaluated at once
-
-
-def encode_batch_for(settings: CodecSettings, vocab_size: int) -> int:
-    """Segments to evaluate at once: settings.encode_batch, fewer where their tables would
-    pass TABLE_BUDGET (Gemma's 262,144-token vocabulary: 1 GiB per 512-token segment)."""
-    per_segment = settings.segment_tokens * vocab_size * 8
-    return max(1, min(settings.encode_batch, TABLE_BUDGET // per_segment))
-
-
-def coded_frequencies(
-    engine: Engine, tokens: np.ndarray, settings: CodecSettings
-) -> Iterator[tuple[int, np.ndarray, list[Predictions]]]:
-    """(start, model freq (n, V) int64, the history's predictions) per segment: the codec
-    codes with mix(freq, predictions) — the model's own table in codec 1 (no predictions),
-    the work's repeats mixed in, in codec 2. Callers that need the model's table as well
-    read it before mixing in place."""
+def coded_tables(engine: Engine, tokens: np.ndarray, settings: CodecSettings) -> Iterator[Tables]:
+    """Every segment's tables in order, made ahead of the caller: the codec codes with
+    mix(freq, predictions) — the model's own table in codec 1 (no predictions), the work's
+    repeats mixed in, in codec 2. Callers that need the model's table as well read it
+    before mixing in place."""
     size = settings.segment_tokens
+    batch = encode_batch_for(settings)
     if settings.codec == 1:
-        batch = encode_batch_for(settings, engine.config.vocab_size)
-        for start, freq in segment_frequencies(engine, tokens, size, batch, 1):
-            yield start, freq, []
+        yield from ahead(segment_tables(engine, tokens, size, batch, 1))
         return
     history = History(engine.config.vocab_size)
     bounds = segment_bounds(len(tokens), size)
@@ -188,10 +242,21 @@ def coded_frequencies(
         group = [tokens[a:b].tolist() for a, b in bounds[first : first + GROUP]]
         with ThreadPoolExecutor(1) as helper:  # the replay runs while the engine starts
             replayed = helper.submit(replay, history, group)
-            for start, freq in segment_frequencies(
-                engine, tokens[lo:hi], size, encode_batch_for(settings, engine.config.vocab_size), 2
-            ):
-                yield lo + start, freq, replayed.result()[start // size]
+            for tables in ahead(segment_tables(engine, tokens[lo:hi], size, batch, 2)):
+                found = replayed.result()[tables.start // size]
+                tables.predictions = rows_of(found, tables.offset, len(tables.freq))
+                tables.start += lo
+                yield tables
+
+
+EVAL_TOKENS = 2048  # tokens of segments evaluated in one batch, at most (one Gemma segment)
+
+
+def encode_batch_for(settings: CodecSettings) -> int:
+    """Segments to evaluate at once: settings.encode_batch, fewer where they would hold
+    more than EVAL_TOKENS tokens: the layers' activations grow with it (tables do not, made
+    a block at a time whatever the batch)."""
+    return max(1, min(settings.encode_batch, EVAL_TOKENS // settings.segment_tokens))
 
 
 def encode_tokens(
@@ -200,11 +265,15 @@ def encode_tokens(
     """Code each segment; returns the words (uint32) of every segment and the ideal bit count."""
     segments: list[np.ndarray] = []
     ideal = 0.0
-    for start, freq, predictions in coded_frequencies(engine, tokens, settings):
-        freq = mix(freq, predictions, inplace=True)
-        symbols = tokens[start : start + len(freq)]
-        segments.append(code_segment(symbols, freq))
+    coder = SegmentCoder()
+    for tables in coded_tables(engine, tokens, settings):
+        freq = mix(tables.freq, tables.predictions, inplace=True)
+        symbols = tokens[tables.first : tables.first + len(freq)]
+        coder.code(symbols, freq)
         ideal -= float(np.sum(np.log2(freq[np.arange(len(freq)), symbols] / FREQ_TOTAL)))
+        if tables.ends_segment:
+            segments.append(coder.words())
+            coder = SegmentCoder()
         if progress:
             progress(len(freq))
     return segments, ideal
@@ -322,10 +391,10 @@ def _decode_group(
         freq = pending.result()[:, 0]  # (lanes, V) int64
         if history:
             freq = mix(freq, predictions, inplace=True)
-        table = freq.astype(np.float64)
         for lane in live:
+            table = freq[lane : lane + 1].astype(np.float64)  # one lane's (1, V) at a time
             try:
-                out[lane, step] = decoders[lane].decode(_categorical(), table[lane : lane + 1])[0]
+                out[lane, step] = decoders[lane].decode(_categorical(), table)[0]
             except AssertionError:  # constriction: a point no symbol's interval covers
                 raise ChecksumError(
                     f"the key is damaged, or was made with a different blob: segment "
@@ -409,7 +478,8 @@ def imagine_tokens(engine: Engine, words: np.ndarray, count: int, prompt: np.nda
     context = np.concatenate([[bos], prompt]).astype(np.int64)[-window:]
     out = np.zeros(count, dtype=np.int64)
     cache = engine.new_cache(1, window)
-    freq = engine.frequencies(context[None], cache)[0, -1:]
+    q, scale = engine.final_states(context[None], cache)
+    freq = engine.tables(q[-1:], scale[-1:])  # the prompt's last table only
     for i in range(count):
         restart = i
         while True:

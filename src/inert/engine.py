@@ -2,13 +2,20 @@
 
 The forward pass architecture.py describes (Llama, Qwen2, Gemma 3), built only from the
 operations in exact.py: int8 weights with float32 row scales, 16-bit per-token activations,
-exact integer matrix products in float64 BLAS, integer sums, elementwise IEEE arithmetic in
-a fixed order, and the blob's rotary tables. The same tokens give the same frequencies whether they are evaluated all at once
-(prefill) or one at a time with the KV cache, alone or in a batch, on any thread count.
+exact integer matrix products, integer sums, elementwise IEEE arithmetic in a fixed order,
+and the blob's rotary tables. The same tokens give the same frequencies whether they are
+evaluated all at once (prefill) or one at a time with the KV cache, alone or in a batch, on
+any thread count.
+
+Memory: the int8 matrices are the blob's own memory-mapped pages (exact.int_matmul reads
+them as they are), the rotary tables are widened a slice at a time, the KV cache holds the
+16-bit integers themselves, and (rows, V) tables are made a few rows at a time
+(SOFTMAX_BLOCK), so a run needs about the blob's size plus its caches.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import pairwise
@@ -23,19 +30,36 @@ FREQ_BITS = 24
 FREQ_TOTAL = 1 << FREQ_BITS  # every frequency row sums to this; the coder's precision
 EXP_ONE = 2.0**30  # fixed-point 1.0 for the softmax numerators of the output distribution
 QUERY_BLOCK = 64  # attention rows evaluated together: keeps temporaries in cache, skips masked keys
-SOFTMAX_ROWS = 32  # output rows made frequencies together: temporaries stay in L2 (4x faster)
+# output rows made frequencies together: (rows, V) temporaries of about 2**17 entries stay in
+# L2 (4x faster than whole tables); one row at a time for vocabularies of 131,072 and more
+SOFTMAX_BLOCK = 1 << 17
+
+
+# logits made together: enough rows that the output matrix (V, d) is read once for several
+# (8 for a 262,144-token vocabulary, 16 MiB of logits), then made frequencies as above
+LOGIT_BLOCK = 1 << 21
+
+
+def table_rows(vocab_size: int) -> int:
+    """Rows of (rows, V) tables made, coded and dropped together: 16 MiB of int64 at most."""
+    return max(1, LOGIT_BLOCK // vocab_size)
+
+
+def softmax_rows(vocab_size: int) -> int:
+    return max(1, SOFTMAX_BLOCK // vocab_size)
 
 
 @dataclass
 class Cache:
     """Quantized keys and values of every layer for a batch of B sequences of up to L tokens.
 
-    Laid out for the products that read them: a (hd, S) or (S, hd) slice is a BLAS matrix.
+    Laid out for the products that read them: a (hd, S) or (S, hd) slice is a BLAS matrix
+    once widened to float64 (the visible part, per product).
     """
 
-    k: list[np.ndarray]  # int16-valued float64 (B, n_kv, hd, L)
+    k: list[np.ndarray]  # int16 (B, n_kv, hd, L)
     k_scale: list[np.ndarray]  # (B, n_kv, L)
-    v: list[np.ndarray]  # int16-valued float64 (B, n_kv, L, hd)
+    v: list[np.ndarray]  # int16 (B, n_kv, L, hd)
     v_scale: list[np.ndarray]  # (B, n_kv, L)
     length: int = 0  # positions filled so far
 
@@ -58,22 +82,17 @@ class Engine:
         self._pool = ThreadPoolExecutor(threads) if threads > 1 else None
         self._blas = ThreadpoolController()
         t = model.tensors
-        # (in, out) int8-valued float64 matrices, transposed for BLAS, and (out,) row scales
-        self.w_t = {
-            name: np.ascontiguousarray(t[f"{name}.q"].T, dtype=np.float64)
-            for name in c.matrices()
-            if name != "embed"
-        }
+        # (out, in) int8 matrices as the blob holds them, and (out,) row scales
+        self.weight = {name: t[f"{name}.q"] for name in c.matrices()}
         self.w_scale = {name: t[f"{name}.scale"].astype(np.float64) for name in c.matrices()}
-        self.embed_q = t["embed.q"]  # (V, d) int8, rows gathered per token
         if c.tied_embeddings:
-            self.w_t["output"] = np.ascontiguousarray(self.embed_q.T, dtype=np.float64)
+            self.weight["output"] = self.weight["embed"]
             self.w_scale["output"] = self.w_scale["embed"]
         self.gain = {name: t[name].astype(np.float64) for name in c.gains()}
         self.bias = {name: t[name].astype(np.float64) for name in c.biases()}
-        # rotary table r: cos, sin (max_seq_len, hd/2)
-        self.cos = [t[f"rope.{r}.cos"].astype(np.float64) for r in range(len(c.rope_thetas))]
-        self.sin = [t[f"rope.{r}.sin"].astype(np.float64) for r in range(len(c.rope_thetas))]
+        # rotary table r: cos, sin (max_seq_len, hd/2) float32, widened a slice at a time
+        self.cos = [t[f"rope.{r}.cos"] for r in range(len(c.rope_thetas))]
+        self.sin = [t[f"rope.{r}.sin"] for r in range(len(c.rope_thetas))]
         self.score_scale = c.attn_scale  # 1/sqrt(hd) unless the model says otherwise
         self.act = exact.silu if c.activation == "silu" else exact.gelu_tanh
 
@@ -83,31 +102,37 @@ class Engine:
             raise ValueError(f"context of {max_len} tokens exceeds the model's {c.max_seq_len}")
         heads, n = (batch, c.n_kv_heads), c.n_layers
         return Cache(
-            [np.zeros((*heads, c.head_dim, max_len)) for _ in range(n)],
+            [np.zeros((*heads, c.head_dim, max_len), dtype=np.int16) for _ in range(n)],
             [np.zeros((*heads, max_len)) for _ in range(n)],
-            [np.zeros((*heads, max_len, c.head_dim)) for _ in range(n)],
+            [np.zeros((*heads, max_len, c.head_dim), dtype=np.int16) for _ in range(n)],
             [np.zeros((*heads, max_len)) for _ in range(n)],
         )
 
     # ------------------------------------------------------------------ forward
 
-    def linear(self, x: np.ndarray, name: str) -> np.ndarray:
+    # `threads` of a method: how many threads its products may use (never changes a bit)
+
+    def linear(self, x: np.ndarray, name: str, threads: int) -> np.ndarray:
         q, scale = exact.quantize(x)
-        return exact.matmul_q(q, scale, self.w_t[name], self.w_scale[name])
+        return exact.matmul_q(q, scale, self.weight[name], self.w_scale[name], threads)
 
     def rope(self, x: np.ndarray, start: int, table: int) -> np.ndarray:
         """Rotate (B, T, H, hd) by position, in the rotate-half convention (Hugging Face Llama)."""
         half = x.shape[-1] // 2
-        cos = self.cos[table][start : start + x.shape[1], None, :]  # (T, 1, hd/2)
-        sin = self.sin[table][start : start + x.shape[1], None, :]
+        cos = self.cos[table][start : start + x.shape[1], None, :].astype(
+            np.float64
+        )  # (T, 1, hd/2)
+        sin = self.sin[table][start : start + x.shape[1], None, :].astype(np.float64)
         x1, x2 = x[..., :half], x[..., half:]
         return np.concatenate([x1 * cos - x2 * sin, x1 * sin + x2 * cos], axis=-1)
 
-    def projection(self, x: np.ndarray, layer: int, which: str, heads: int) -> np.ndarray:
+    def projection(
+        self, x: np.ndarray, layer: int, which: str, heads: int, threads: int
+    ) -> np.ndarray:
         """(B, T, heads, hd): projection `which` (q, k or v), its bias and head norm if any."""
         B, T, _ = x.shape
         spec, name = self.config.layers[layer], f"layers.{layer}"
-        y = self.linear(x, f"{name}.w{which}")
+        y = self.linear(x, f"{name}.w{which}", threads)
         if spec.qkv_bias:
             y += self.bias[f"{name}.b{which}"]
         y = y.reshape(B, T, heads, self.config.head_dim)
@@ -115,14 +140,14 @@ class Engine:
             y = exact.rms_norm(y, self.gain[f"{name}.{which}_norm"], self.config.norm_eps)
         return y
 
-    def attention(self, x: np.ndarray, layer: int, cache: Cache) -> np.ndarray:
+    def attention(self, x: np.ndarray, layer: int, cache: Cache, threads: int) -> np.ndarray:
         c, spec = self.config, self.config.layers[layer]
         B, T, _ = x.shape
         hd, n_kv, group = c.head_dim, c.n_kv_heads, c.n_heads // c.n_kv_heads
         start, end = cache.length, cache.length + T
-        q = self.rope(self.projection(x, layer, "q", c.n_heads), start, spec.rope)
-        k = self.rope(self.projection(x, layer, "k", n_kv), start, spec.rope)
-        v = self.projection(x, layer, "v", n_kv)
+        q = self.rope(self.projection(x, layer, "q", c.n_heads, threads), start, spec.rope)
+        k = self.rope(self.projection(x, layer, "k", n_kv, threads), start, spec.rope)
+        v = self.projection(x, layer, "v", n_kv, threads)
         qq, qs = exact.quantize(q)  # (B, T, H, hd), (B, T, H)
         kq, ks = exact.quantize(k)  # (B, T, n_kv, hd), (B, T, n_kv)
         vq, vs = exact.quantize(v)
@@ -143,16 +168,16 @@ class Engine:
             out[..., a:b, :] = self._attend(
                 qg[..., a:b, :],
                 qsg[..., a:b],
-                cache.k[layer][..., first:seen],
+                cache.k[layer][..., first:seen].astype(np.float64),
                 cache.k_scale[layer][..., first:seen],
-                cache.v[layer][:, :, first:seen],
+                cache.v[layer][:, :, first:seen].astype(np.float64),
                 cache.v_scale[layer][..., first:seen],
                 start + a,
                 first,
                 spec.window,
             )
         out = out.transpose(0, 3, 1, 2, 4).reshape(B, T, c.n_heads * hd)
-        return self.linear(out, f"layers.{layer}.wo")
+        return self.linear(out, f"layers.{layer}.wo", threads)
 
     def _attend(
         self,
@@ -199,89 +224,123 @@ class Engine:
         out /= total
         return out
 
-    def mlp(self, x: np.ndarray, layer: int) -> np.ndarray:
+    def mlp(self, x: np.ndarray, layer: int, threads: int) -> np.ndarray:
         q, scale = exact.quantize(x)  # one quantization shared by gate and up
         gate_name, up_name = f"layers.{layer}.w_gate", f"layers.{layer}.w_up"
-        gate = exact.matmul_q(q, scale, self.w_t[gate_name], self.w_scale[gate_name])
-        up = exact.matmul_q(q, scale, self.w_t[up_name], self.w_scale[up_name])
-        return self.linear(self.act(gate) * up, f"layers.{layer}.w_down")
+        gate = exact.matmul_q(q, scale, self.weight[gate_name], self.w_scale[gate_name], threads)
+        up = exact.matmul_q(q, scale, self.weight[up_name], self.w_scale[up_name], threads)
+        return self.linear(self.act(gate) * up, f"layers.{layer}.w_down", threads)
 
-    def hidden(self, tokens: np.ndarray, cache: Cache) -> np.ndarray:
+    def hidden(self, tokens: np.ndarray, cache: Cache, threads: int = 1) -> np.ndarray:
         """Final normalized states (B, T, d) float64 for tokens (B, T) after the cache's.
 
         Fills the cache at its positions; advancing cache.length is the caller's part.
         """
         c, eps = self.config, self.config.norm_eps
         x = (
-            self.embed_q[tokens].astype(np.float64) * self.w_scale["embed"][tokens][..., None]
+            self.weight["embed"][tokens].astype(np.float64)
+            * self.w_scale["embed"][tokens][..., None]
         )  # (B, T, d)
         if c.embed_scale != 1.0:
             x *= c.embed_scale
         for layer in range(c.n_layers):
             name, post = f"layers.{layer}", c.layers[layer].post_norms
-            h = self.attention(exact.rms_norm(x, self.gain[f"{name}.attn_norm"], eps), layer, cache)
+            normed = exact.rms_norm(x, self.gain[f"{name}.attn_norm"], eps)
+            h = self.attention(normed, layer, cache, threads)
             x = x + (exact.rms_norm(h, self.gain[f"{name}.post_attn_norm"], eps) if post else h)
-            h = self.mlp(exact.rms_norm(x, self.gain[f"{name}.mlp_norm"], eps), layer)
+            h = self.mlp(exact.rms_norm(x, self.gain[f"{name}.mlp_norm"], eps), layer, threads)
             x = x + (exact.rms_norm(h, self.gain[f"{name}.post_mlp_norm"], eps) if post else h)
         return exact.rms_norm(x, self.gain["norm"], eps)
 
-    def logits(self, q: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    def logits(self, q: np.ndarray, scale: np.ndarray, threads: int = 1) -> np.ndarray:
         """(N, V) float64 logits of quantized final states q (N, d), soft-capped if the model is."""
-        logits = exact.matmul_q(q, scale, self.w_t["output"], self.w_scale["output"])
+        logits = exact.matmul_q(q, scale, self.weight["output"], self.w_scale["output"], threads)
         if cap := self.config.logit_softcap:
             logits = cap * exact.tanh(logits / cap)
         return logits
 
     def forward(self, tokens: np.ndarray, cache: Cache) -> np.ndarray:
         """Logits (B, T, V) float64 for tokens (B, T) following the cache's positions."""
-        h = self.hidden(tokens, cache)
-        q, scale = exact.quantize(h)
-        cache.length += tokens.shape[1]
-        return self.logits(q.reshape(-1, h.shape[-1]), scale.reshape(-1)).reshape(*h.shape[:2], -1)
+        q, scale = self.final_states(tokens, cache)
+        return self.logits(q, scale, self.threads).reshape(*tokens.shape, -1)
+
+    def final_states(self, tokens: np.ndarray, cache: Cache) -> tuple[np.ndarray, np.ndarray]:
+        """The quantized final states q (B*T, d), scale (B*T,) of tokens (B, T) following the
+        cache's positions: what `tables` turns into frequencies, a few rows at a time."""
+        B, T = tokens.shape
+        q = np.empty((B, T, self.config.dim))
+        scale = np.empty((B, T))
+
+        def part(a: int, b: int, threads: int) -> None:
+            h = self.hidden(tokens[a:b], cache.rows(a, b), threads)
+            q[a:b], scale[a:b] = exact.quantize(h)
+
+        self._split(B, part)
+        cache.length += T
+        return q.reshape(B * T, -1), scale.reshape(-1)
+
+    def tables(self, q: np.ndarray, scale: np.ndarray, codec: int = 1) -> np.ndarray:
+        """(N, V) int64 frequency tables of N quantized final states (see final_states)."""
+        freq = np.empty((len(q), self.config.vocab_size), dtype=np.int64)
+        self._split(
+            len(q),
+            lambda a, b, threads: self._tables(q[a:b], scale[a:b], freq[a:b], codec, threads),
+        )
+        return freq
 
     def frequencies(self, tokens: np.ndarray, cache: Cache, codec: int = 1) -> np.ndarray:
         """(B, T, V) int64 frequency tables: rows sum to FREQ_TOTAL, every entry >= 1.
 
-        The same as logits_to_frequencies(forward(...), codec). Sequences of the batch are spread
-        over the engine's threads (the elementwise work, not the products, dominates);
-        sequences are independent, so this changes no bit.
+        The same as logits_to_frequencies(forward(...), codec), without the (B, T, V) logits.
         """
         B, T = tokens.shape
         freq = np.empty((B, T, self.config.vocab_size), dtype=np.int64)
-        parts = min(self.threads, B)
-        cuts = [B * i // parts for i in range(parts + 1)]
-        jobs = [(tokens[a:b], cache.rows(a, b), freq[a:b], codec) for a, b in pairwise(cuts)]
-        # one BLAS thread each: the products are small, and BLAS threads waiting for a busy
-        # core made them 10x slower on a loaded machine
-        with self._blas.limit(limits=1, user_api="blas"):
-            if parts == 1:
-                self._frequencies(*jobs[0])
-            else:
-                list(self._pool.map(lambda job: self._frequencies(*job), jobs))
+
+        def part(a: int, b: int, threads: int) -> None:
+            h = self.hidden(tokens[a:b], cache.rows(a, b), threads)
+            q, scale = exact.quantize(h.reshape(-1, h.shape[-1]))  # (N, d), (N,)
+            self._tables(q, scale, freq[a:b].reshape(len(q), -1), codec, threads)
+
+        self._split(B, part)
         cache.length += T
         return freq
 
-    def _frequencies(self, tokens: np.ndarray, cache: Cache, freq: np.ndarray, codec: int) -> None:
-        """Fill freq (B, T, V) for tokens (B, T), leaving cache.length to the caller.
-
-        From the output product to the frequencies, rows go in blocks, so the (rows, V)
-        temporaries stay in cache: rows are independent, so blocks change no bit.
+    def _split(self, rows: int, part: Callable[[int, int, int], None]) -> None:
+        """Run part(a, b, threads) over rows a..b-1 of a batch, in parallel on the engine's
+        threads (rows are independent: no bit changes). One part alone gives its products
+        all the threads; parts in parallel, one each. BLAS gets one thread in any case: its
+        products are small, and BLAS threads waiting for a busy core made them 10x slower on
+        a loaded machine.
         """
-        h = self.hidden(tokens, cache)
-        q, scale = exact.quantize(h.reshape(-1, h.shape[-1]))  # (N, d), (N,)
-        rows = freq.reshape(len(q), -1)  # (N, V) view
+        parts = max(1, min(self.threads, rows))
+        cuts = [rows * i // parts for i in range(parts + 1)]
+        with self._blas.limit(limits=1, user_api="blas"):
+            if parts == 1:
+                part(0, rows, self.threads)
+            else:
+                list(self._pool.map(lambda ab: part(*ab, 1), pairwise(cuts)))
+
+    def _tables(
+        self, q: np.ndarray, scale: np.ndarray, freq: np.ndarray, codec: int, threads: int
+    ) -> None:
+        """Fill freq (N, V) for final states q (N, d): from the output product to the
+        frequencies, rows go in blocks, so the (rows, V) temporaries stay in cache."""
         to_frequencies = ROW_FREQUENCIES[codec]
-        for a in range(0, len(q), SOFTMAX_ROWS):
-            b = a + SOFTMAX_ROWS
-            rows[a:b] = to_frequencies(self.logits(q[a:b], scale[a:b]))
+        vocab = self.config.vocab_size
+        block, step = table_rows(vocab), softmax_rows(vocab)
+        for a in range(0, len(q), block):  # the output matrix read once per block of rows
+            logits = self.logits(q[a : a + block], scale[a : a + block], threads)
+            for r in range(0, len(logits), step):
+                freq[a + r : a + r + step] = to_frequencies(logits[r : r + step])
 
 
 def logits_to_frequencies(logits: np.ndarray, codec: int = 1) -> np.ndarray:
     """Softmax in fixed point: (..., V) float64 -> (..., V) int64 summing to FREQ_TOTAL."""
     rows = logits.reshape(-1, logits.shape[-1])
     freq = np.empty(rows.shape, dtype=np.int64)
-    for a in range(0, len(rows), SOFTMAX_ROWS):  # rows are independent: blocks change no bit
-        freq[a : a + SOFTMAX_ROWS] = ROW_FREQUENCIES[codec](rows[a : a + SOFTMAX_ROWS])
+    step = softmax_rows(rows.shape[-1])
+    for a in range(0, len(rows), step):  # rows are independent: blocks change no bit
+        freq[a : a + step] = ROW_FREQUENCIES[codec](rows[a : a + step])
     return freq.reshape(logits.shape)
 
 

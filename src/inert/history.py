@@ -146,6 +146,26 @@ def replay(history: History, segments: list[list[int]]) -> list[list[Predictions
     return [[f.done() for f in per_order] for per_order in found]
 
 
+def rows_of(predictions: list[Predictions], a: int, n: int) -> list[Predictions]:
+    """The predictions for rows a .. a+n-1 only, numbered from 0 (mix is row by row, so
+    mixing a block of rows with these is mixing the whole table and taking the block)."""
+    out = []
+    for p in predictions:
+        lo, hi = np.searchsorted(p.rows, [a, a + n])  # rows ascend, and so do their owners
+        elo, ehi = np.searchsorted(p.owner, [lo, hi])
+        out.append(
+            Predictions(
+                p.rows[lo:hi] - a,
+                p.seen[lo:hi],
+                p.top[lo:hi],
+                p.owner[elo:ehi] - lo,
+                p.tokens[elo:ehi],
+                p.counts[elo:ehi],
+            )
+        )
+    return out
+
+
 def mix(freq: np.ndarray, predictions: list[Predictions], inplace: bool = False) -> np.ndarray:
     """freq (R, V) int64 rows summing to FREQ_TOTAL -> the table with the history mixed in
     (a new one, or freq itself if `inplace`).

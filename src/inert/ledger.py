@@ -18,7 +18,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from .codec import CodecSettings, LoadedModel, code_segment, coded_frequencies
+from .codec import CodecSettings, LoadedModel, SegmentCoder, coded_tables
 from .engine import FREQ_TOTAL
 from .history import mix
 from .keyfile import KeyHeader, Kind, encode_uvarint
@@ -136,7 +136,9 @@ def build_ledger(
         segment_tokens,
         vocab.token_bytes,
     )
-    for start, freq, predictions in coded_frequencies(loaded.engine, tokens, settings):
+    coder = SegmentCoder()
+    for tables in coded_tables(loaded.engine, tokens, settings):
+        freq, start = tables.freq, tables.first
         rows, end = np.arange(len(freq)), start + len(freq)
         symbols = tokens[start:end]
         chosen = freq[rows, symbols]  # (n,) int64, under the blob alone
@@ -151,14 +153,17 @@ def build_ledger(
         below = np.flatnonzero(chosen < top_freq[:, -1])
         rank[below] = 1 + np.sum(freq[below] > chosen[below, None], axis=1)
         ranks[start:end] = rank
-        coded_freq = mix(freq, predictions, inplace=True)  # the model's table is read: reuse it
+        coded_freq = mix(freq, tables.predictions, inplace=True)  # the model's table is read
         coded[start:end] = -np.log2(coded_freq[rows, symbols] / FREQ_TOTAL)
-        words = code_segment(symbols, coded_freq)
-        flush[end - 1] = (
-            32 * len(words) + 8 * len(encode_uvarint(len(words))) - coded[start:end].sum()
-        )
-        if on_rows:
-            on_rows(book, start, end)
+        coder.code(symbols, coded_freq)
+        if tables.ends_segment:
+            first, words = tables.start, coder.words()
+            flush[end - 1] = (
+                32 * len(words) + 8 * len(encode_uvarint(len(words))) - coded[first:end].sum()
+            )
+            coder = SegmentCoder()
+            if on_rows:
+                on_rows(book, first, end)
     return book
 
 

@@ -13,6 +13,9 @@ projection biases float32; rotary tables `rope.R.cos`, `rope.R.sin` float32
 from __future__ import annotations
 
 import json
+import math
+import mmap
+import struct
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -135,6 +138,7 @@ def write_model(
 
 
 def read_model(path: str | Path) -> Model:
+    """The blob's model; its int8 matrices memory-mapped (the file's pages, shared, not copied)."""
     try:
         with safe_open(str(path), framework="np") as f:
             described = json.loads((f.metadata() or {}).get("inert", "{}"))
@@ -142,14 +146,38 @@ def read_model(path: str | Path) -> Model:
                 raise InertError(f"{path} is not an inert model blob ({', '.join(MODEL_FORMATS)})")
             config = ModelConfig.from_json(json.dumps(described["config"]))
             vocab = Vocabulary(described["tokenizer"])
-            tensors = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118 - not a dict
-            if described["format"] == "inert-model/1":  # one rotary table, named plainly
-                tensors["rope.0.cos"] = tensors.pop("rope.cos", None)
-                tensors["rope.0.sin"] = tensors.pop("rope.sin", None)
+            small = [name for name in f.keys() if not name.endswith(".q")]  # noqa: SIM118
+            tensors = {name: f.get_tensor(name) for name in small}
+        tensors |= mapped_int8(path)
+        if described["format"] == "inert-model/1":  # one rotary table, named plainly
+            tensors["rope.0.cos"] = tensors.pop("rope.cos", None)
+            tensors["rope.0.sin"] = tensors.pop("rope.sin", None)
     except (OSError, ValueError, KeyError, TypeError, SafetensorError) as e:
         raise InertError(f"model blob {path} is damaged or unreadable: {e}") from None
     _check(config, vocab, tensors, path)
     return Model(config, vocab, tensors, described.get("source"))
+
+
+def mapped_int8(path: str | Path) -> dict[str, np.ndarray]:
+    """The int8 `.q` tensors of a safetensors file as read-only views of one memory map.
+
+    The container is a little-endian u64 header length, a JSON header giving each tensor's
+    dtype, shape and byte range after the header, then the data (safetensors' format).
+    """
+    with open(path, "rb") as f:
+        (length,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(length))
+        data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    out = {}
+    for name, entry in header.items():
+        if name == "__metadata__" or not name.endswith(".q") or entry["dtype"] != "I8":
+            continue
+        begin, end = entry["data_offsets"]
+        shape = tuple(entry["shape"])
+        if end - begin != math.prod(shape):
+            raise ValueError(f"tensor {name}: {end - begin} bytes for shape {shape}")
+        out[name] = np.frombuffer(data, np.int8, end - begin, 8 + length + begin).reshape(shape)
+    return out
 
 
 def _check(

@@ -1,0 +1,130 @@
+/* Exact integer matrix products for the engine: int16 activations x int8 weights.
+ *
+ * out[i, j] = sum_k a[i, k] * w[j, k], exactly, written as float64 (|sum| < 2**53).
+ * Integer sums have one value whatever the order, the vector width or the thread count,
+ * so this returns bit for bit what the numpy path (exact.py: float64 BLAS on integer-valued
+ * operands) returns, only from the int8 weights themselves: no float64 copy of the model.
+ *
+ * Bounds: |a| <= 32767 and |w| <= 128, so a product is below 2**22 and any sum of at most
+ * CHUNK = 256 of them below 2**30: int32 holds every partial sum of a chunk, in whatever
+ * order the compiler's vectorised reduction adds; chunks are then added in int64.
+ *
+ * Built by pip as inert._kernels when a C compiler is present (optional: exact.py falls
+ * back to numpy). Compiled without fast-math: nothing here is floating point but the final
+ * int64 -> float64 conversion, exact below 2**53.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#define CHUNK 256 /* products per int32 partial sum: 256 * 2**22 = 2**30 < 2**31 */
+#define ROWS 4    /* weight rows per block: widened to int16 together, read by every a row */
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+/* one build, the widest vector unit of the machine it runs on (chosen once at load) */
+#define WIDEST __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define WIDEST
+#endif
+
+/* The ROWS dot products of every row of a (N, n) with the int16 rows w (ROWS, n). */
+WIDEST static void dots(const int16_t *a, const int16_t *w, Py_ssize_t N, Py_ssize_t n,
+                        double *out, Py_ssize_t m, Py_ssize_t j)
+{
+    const int16_t *w0 = w, *w1 = w + n, *w2 = w + 2 * n, *w3 = w + 3 * n;
+    for (Py_ssize_t i = 0; i < N; i++) {
+        const int16_t *x = a + i * n;
+        int64_t t0 = 0, t1 = 0, t2 = 0, t3 = 0;
+        for (Py_ssize_t k0 = 0; k0 < n; k0 += CHUNK) {
+            Py_ssize_t k1 = k0 + CHUNK < n ? k0 + CHUNK : n;
+            int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+            for (Py_ssize_t k = k0; k < k1; k++) {
+                int32_t v = x[k];
+                s0 += v * w0[k];
+                s1 += v * w1[k];
+                s2 += v * w2[k];
+                s3 += v * w3[k];
+            }
+            t0 += s0, t1 += s1, t2 += s2, t3 += s3;
+        }
+        double *o = out + i * m + j;
+        o[0] = (double)t0, o[1] = (double)t1, o[2] = (double)t2, o[3] = (double)t3;
+    }
+}
+
+/* out (N, m) = a (N, n) . w (m, n)^T, weight rows split among `threads` threads. */
+static int matmul(const int16_t *a, const int8_t *w, double *out, Py_ssize_t N, Py_ssize_t n,
+                  Py_ssize_t m, int threads)
+{
+    int failed = 0;
+#pragma omp parallel num_threads(threads) reduction(| : failed)
+    {
+        /* ROWS weight rows at a time, widened once and read N times from L1; a last,
+         * partial block is padded with zero rows, its extra columns written to `spare` */
+        int16_t *block = calloc((size_t)(ROWS * n), sizeof(int16_t));
+        double *spare = malloc(sizeof(double) * (size_t)(N * ROWS));
+        if (!block || !spare)
+            failed = 1;
+        else {
+#pragma omp for schedule(static)
+            for (Py_ssize_t j = 0; j < m; j += ROWS) {
+                Py_ssize_t rows = m - j < ROWS ? m - j : ROWS;
+                for (Py_ssize_t q = 0; q < rows * n; q++)
+                    block[q] = w[j * n + q];
+                for (Py_ssize_t q = rows * n; q < ROWS * n; q++)
+                    block[q] = 0;
+                if (rows == ROWS)
+                    dots(a, block, N, n, out, m, j);
+                else {
+                    dots(a, block, N, n, spare, ROWS, 0);
+                    for (Py_ssize_t i = 0; i < N; i++)
+                        for (Py_ssize_t r = 0; r < rows; r++)
+                            out[i * m + j + r] = spare[i * ROWS + r];
+                }
+            }
+        }
+        free(block);
+        free(spare);
+    }
+    return failed ? -1 : 0;
+}
+
+static PyObject *py_matmul_i16_i8(PyObject *self, PyObject *args)
+{
+    Py_buffer a, w, out;
+    Py_ssize_t N, n, m;
+    int threads;
+    if (!PyArg_ParseTuple(args, "y*y*w*nnni", &a, &w, &out, &N, &n, &m, &threads))
+        return NULL;
+    PyObject *result = NULL;
+    if (N < 0 || n < 0 || m < 0 || threads < 1)
+        PyErr_SetString(PyExc_ValueError, "negative size or no thread");
+    else if (a.len != N * n * 2 || w.len != m * n || out.len != N * m * 8)
+        PyErr_SetString(PyExc_ValueError, "buffer sizes do not match (N, n) x (m, n) -> (N, m)");
+    else {
+        int status;
+        Py_BEGIN_ALLOW_THREADS
+        status = matmul(a.buf, w.buf, out.buf, N, n, m, threads);
+        Py_END_ALLOW_THREADS
+        if (status)
+            PyErr_NoMemory();
+        else
+            result = Py_NewRef(Py_None);
+    }
+    PyBuffer_Release(&a);
+    PyBuffer_Release(&w);
+    PyBuffer_Release(&out);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"matmul_i16_i8", py_matmul_i16_i8, METH_VARARGS,
+     "matmul_i16_i8(a, w, out, N, n, m, threads): out (N, m) float64 = a (N, n) int16 . "
+     "w (m, n) int8 ^T, exactly; all C-contiguous."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_kernels", NULL, -1, methods};
+
+PyMODINIT_FUNC PyInit__kernels(void) { return PyModule_Create(&module); }
