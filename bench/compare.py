@@ -17,7 +17,7 @@ from pathlib import Path
 
 from inert import codec
 from inert.classical import COMPRESSORS as CLASSICAL
-from inert.cli import keep_freed_memory
+from inert.heap import keep_freed_memory
 from inert.store import open_blob
 
 

@@ -16,7 +16,6 @@ repeated) with the `inert` command and reports each one's peak resident memory.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
@@ -27,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from inert import codec
-from inert.cli import keep_freed_memory
+from inert.heap import keep_freed_memory
 from inert.modelfile import ModelConfig, model_bytes
 from inert.reference import ReferenceModel
 from inert.store import open_blob
@@ -64,13 +63,30 @@ def random_model(spec: str, files: list[Path], path: Path) -> None:
     path.write_bytes(model_bytes(config, tokenizer, weights))
 
 
+# Linux carries a process's peak RSS across fork and exec, so a command started from this
+# (large) process would report this process's peak as its own: a small launcher starts it
+# instead and reports the command's peak alone.
+LAUNCHER = """
+import os, subprocess, sys
+proc = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+err = proc.stderr.read()
+_, status, usage = os.wait4(proc.pid, 0)
+sys.stderr.buffer.write(err)
+print(os.waitstatus_to_exitcode(status), usage.ru_maxrss * 1024)
+"""
+
+
 def peak_rss(args: list[str]) -> tuple[float, int]:
+    """Seconds and peak resident memory (bytes) of a command that must succeed."""
     start = time.perf_counter()
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    if os.waitstatus_to_exitcode(status):
-        raise SystemExit(f"{' '.join(args)} failed: {proc.stderr.read().decode()}")
-    return time.perf_counter() - start, usage.ru_maxrss * 1024
+    done = subprocess.run(
+        [sys.executable, "-c", LAUNCHER, *args], capture_output=True, text=True, check=True
+    )
+    seconds = time.perf_counter() - start
+    code, rss = map(int, done.stdout.split())
+    if code:
+        raise SystemExit(f"{' '.join(args)} failed: {done.stderr}")
+    return seconds, rss
 
 
 def main() -> None:

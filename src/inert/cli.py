@@ -7,7 +7,6 @@ Exit codes: 0 success, 1 runtime failure, 2 usage error, 130 interrupted (Ctrl-C
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import hashlib
 import math
 import os
@@ -37,6 +36,7 @@ from rich.table import Table
 from . import __version__, entry, pad, shares
 from .aside import Aside
 from .errors import InertError
+from .heap import keep_freed_memory
 from .keyfile import KeyHeader, Kind, check_payload_length, read_header
 from .store import Blob, Store, check_blob
 from .streams import (
@@ -1047,24 +1047,6 @@ def blob_info(ref: str) -> None:
 
 
 # ---------------------------------------------------------------------------- entry point
-
-
-def keep_freed_memory() -> None:
-    """Ask glibc's malloc to keep freed memory for reuse instead of returning it to the OS.
-
-    The engine makes many short-lived arrays of 0.1-32 MB. By default glibc gives large
-    freed blocks back (munmap, heap trimming) and the next array of the same size faults
-    in fresh zeroed pages: 10x slower for two chained products of 27 x 4096 float64 (1.2 ms
-    against 0.1 ms), 10-15 % of a small file's decode. Allocation only: no result changes.
-    """
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD: glibc's largest, 32 MiB on 64-bit
-        libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD: keep up to 1 GiB of free heap
-    except (OSError, AttributeError):
-        pass  # another C library: its own policy stands
 
 
 def main(argv: list[str] | None = None) -> int:

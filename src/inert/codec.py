@@ -126,7 +126,7 @@ class Tables:
         return self.offset + len(self.freq) == self.length
 
 
-AHEAD = 2  # table blocks the engine may make ahead of the coder
+AHEAD = 1  # table blocks the engine may make ahead of the coder
 
 
 def ahead(items: Iterator[T], depth: int = AHEAD) -> Iterator[T]:

@@ -29,6 +29,7 @@ from .modelfile import Model
 FREQ_BITS = 24
 FREQ_TOTAL = 1 << FREQ_BITS  # every frequency row sums to this; the coder's precision
 EXP_ONE = 2.0**30  # fixed-point 1.0 for the softmax numerators of the output distribution
+MLP_ROWS = 256  # rows through the MLP together: Gemma's (256, 2048) temporaries are 4 MiB
 QUERY_BLOCK = 64  # attention rows evaluated together: keeps temporaries in cache, skips masked keys
 # output rows made frequencies together: (rows, V) temporaries of about 2**17 entries stay in
 # L2 (4x faster than whole tables); one row at a time for vocabularies of 131,072 and more
@@ -225,11 +226,21 @@ class Engine:
         return out
 
     def mlp(self, x: np.ndarray, layer: int, threads: int) -> np.ndarray:
-        q, scale = exact.quantize(x)  # one quantization shared by gate and up
+        """The MLP of every row of x (B, T, d), MLP_ROWS rows at a time: its (rows, hidden)
+        temporaries stay bounded (rows are independent, so blocks change no bit)."""
         gate_name, up_name = f"layers.{layer}.w_gate", f"layers.{layer}.w_up"
-        gate = exact.matmul_q(q, scale, self.weight[gate_name], self.w_scale[gate_name], threads)
-        up = exact.matmul_q(q, scale, self.weight[up_name], self.w_scale[up_name], threads)
-        return self.linear(self.act(gate) * up, f"layers.{layer}.w_down", threads)
+        rows = x.reshape(-1, x.shape[-1])
+        out = np.empty(rows.shape)
+        for a in range(0, len(rows), MLP_ROWS):
+            q, scale = exact.quantize(rows[a : a + MLP_ROWS])  # shared by gate and up
+            gate = exact.matmul_q(
+                q, scale, self.weight[gate_name], self.w_scale[gate_name], threads
+            )
+            up = exact.matmul_q(q, scale, self.weight[up_name], self.w_scale[up_name], threads)
+            out[a : a + MLP_ROWS] = self.linear(
+                self.act(gate) * up, f"layers.{layer}.w_down", threads
+            )
+        return out.reshape(x.shape)
 
     def hidden(self, tokens: np.ndarray, cache: Cache, threads: int = 1) -> np.ndarray:
         """Final normalized states (B, T, d) float64 for tokens (B, T) after the cache's.

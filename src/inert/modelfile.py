@@ -25,6 +25,7 @@ from safetensors.numpy import save
 
 from .architecture import LayerSpec, ModelConfig
 from .errors import InertError
+from .heap import release_freed_memory
 from .store import MODEL_FORMATS
 from .streams import atomic_output
 from .tokens import Vocabulary
@@ -146,20 +147,27 @@ def read_model(path: str | Path) -> Model:
                 raise InertError(f"{path} is not an inert model blob ({', '.join(MODEL_FORMATS)})")
             config = ModelConfig.from_json(json.dumps(described["config"]))
             vocab = Vocabulary(described["tokenizer"])
-            small = [name for name in f.keys() if not name.endswith(".q")]  # noqa: SIM118
-            tensors = {name: f.get_tensor(name) for name in small}
-        tensors |= mapped_int8(path)
+            tensors = mapped_tensors(path)
+            for name in f.keys():  # noqa: SIM118 - not a dict
+                if name not in tensors:
+                    tensors[name] = f.get_tensor(name)
         if described["format"] == "inert-model/1":  # one rotary table, named plainly
             tensors["rope.0.cos"] = tensors.pop("rope.cos", None)
             tensors["rope.0.sin"] = tensors.pop("rope.sin", None)
     except (OSError, ValueError, KeyError, TypeError, SafetensorError) as e:
         raise InertError(f"model blob {path} is damaged or unreadable: {e}") from None
     _check(config, vocab, tensors, path)
+    release_freed_memory()  # the parsed metadata (20 MB of JSON for Gemma's tokenizer)
     return Model(config, vocab, tensors, described.get("source"))
 
 
-def mapped_int8(path: str | Path) -> dict[str, np.ndarray]:
-    """The int8 `.q` tensors of a safetensors file as read-only views of one memory map.
+MAPPED = {"I8": np.int8, "F32": np.float32}  # safetensors dtypes read in place
+MAP_BYTES = 1 << 20  # tensors this large are mapped (the weights, the rotary tables)
+
+
+def mapped_tensors(path: str | Path) -> dict[str, np.ndarray]:
+    """The large int8 and float32 tensors of a safetensors file, as read-only views of one
+    memory map: the blob's pages, shared and read on demand, not copied.
 
     The container is a little-endian u64 header length, a JSON header giving each tensor's
     dtype, shape and byte range after the header, then the data (safetensors' format).
@@ -170,13 +178,16 @@ def mapped_int8(path: str | Path) -> dict[str, np.ndarray]:
         data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
     out = {}
     for name, entry in header.items():
-        if name == "__metadata__" or not name.endswith(".q") or entry["dtype"] != "I8":
+        if name == "__metadata__" or entry["dtype"] not in MAPPED:
             continue
+        dtype = np.dtype(MAPPED[entry["dtype"]]).newbyteorder("<")  # safetensors is little-endian
         begin, end = entry["data_offsets"]
         shape = tuple(entry["shape"])
-        if end - begin != math.prod(shape):
+        if end - begin != math.prod(shape) * dtype.itemsize:
             raise ValueError(f"tensor {name}: {end - begin} bytes for shape {shape}")
-        out[name] = np.frombuffer(data, np.int8, end - begin, 8 + length + begin).reshape(shape)
+        if end - begin >= MAP_BYTES:
+            count = math.prod(shape)
+            out[name] = np.frombuffer(data, dtype, count, 8 + length + begin).reshape(shape)
     return out
 
 

@@ -20,9 +20,13 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from .errors import InertError
+from .heap import release_freed_memory
 
 PIECE = 1 << 16  # tokenize in pieces of ~64 KiB cut after a newline: bounded memory, batched
 BATCH = 32  # pieces handed to the tokenizer at once (its per-token objects are large)
+# a tokenizer whose JSON is larger is dropped after each tokenize (and built again, ~1 s for
+# Gemma's 262,144 tokens, whose tokenizer holds 380 MiB): smaller ones are kept
+KEEP_TOKENIZER = 4 << 20
 
 
 @cache
@@ -60,8 +64,8 @@ class Vocabulary:
     """
 
     def __init__(self, tokenizer_json: str) -> None:
-        self.json = tokenizer_json
-        self.tokenizer = Tokenizer.from_str(tokenizer_json)
+        self.json = tokenizer_json.encode()  # UTF-8: a quarter of a str's 4 bytes per character
+        self._tokenizer: Tokenizer | None = None
         spec = json.loads(tokenizer_json)
         decoders = _decoder_types(spec)
         if "ByteLevel" in decoders:
@@ -73,10 +77,14 @@ class Vocabulary:
                 "unsupported tokenizer: inert needs byte-level BPE (GPT-2 style) or "
                 "SentencePiece-style BPE with byte fallback"
             )
-        size = self.tokenizer.get_vocab_size(with_added_tokens=True)
         special = {t["id"]: t["content"] for t in spec.get("added_tokens", [])}
-        self.token_bytes: list[bytes] = [b""] * size
-        for text, i in self.tokenizer.get_vocab(with_added_tokens=True).items():
+        vocab = spec.get("model", {}).get("vocab")
+        if isinstance(vocab, dict):  # BPE: what the tokenizer would report, without building it
+            vocab = vocab | {text: i for i, text in special.items()}
+        else:
+            vocab = self.tokenizer.get_vocab(with_added_tokens=True)
+        self.token_bytes: list[bytes] = [b""] * (max(vocab.values(), default=-1) + 1)
+        for text, i in vocab.items():
             if i in special:
                 self.token_bytes[i] = special[i].encode()  # literal text, e.g. b"<s>"
             else:
@@ -99,6 +107,13 @@ class Vocabulary:
         if match := _BYTE_PIECE.fullmatch(text):
             return bytes([int(match[1], 16)])
         return text.replace(SPACE_PIECE, " ").encode()
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        """The Hugging Face tokenizer, built when first needed: decoding never needs it."""
+        if self._tokenizer is None:
+            self._tokenizer = Tokenizer.from_buffer(self.json)
+        return self._tokenizer
 
     def __len__(self) -> int:
         return len(self.token_bytes)
@@ -125,6 +140,9 @@ class Vocabulary:
                     out.append(np.array(ids, dtype=np.int64))
                 else:
                     out.extend(self._line_by_line(piece))
+        if len(self.json) > KEEP_TOKENIZER:
+            self._tokenizer = None  # hundreds of MB (Gemma's): not held beside the weights
+            release_freed_memory()
         return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
 
     def _line_by_line(self, piece: bytes) -> list[np.ndarray]:
