@@ -105,3 +105,27 @@ def test_the_kernel_is_built_where_a_compiler_is() -> None:
     if not (shutil.which("cc") or shutil.which("gcc")):
         pytest.skip("no C compiler here: the numpy path is the one in use")
     assert exact.KERNELS is not None, "a C compiler is here, yet inert._kernels was not built"
+
+
+def test_the_fused_linear_is_quantize_then_matmul() -> None:
+    """exact.linear (one kernel call) rounds exactly as quantize and matmul_q in numpy:
+    random rows, a zero row, and rows whose quantization lands on ties (k + 1/2)."""
+    if exact.KERNELS is None:
+        pytest.skip("inert._kernels was not built (no C compiler at install)")
+    rng = np.random.default_rng(7)
+    x = rng.normal(0, 3, size=(40, 300))
+    x[3] = 0.0
+    x[4, :] = np.arange(300) + 0.5  # with the row's max 299.5: many exact halves after scaling
+    x[5, :] = -x[4, :]
+    w = rng.integers(-128, 128, size=(70, 300)).astype(np.int8)
+    w_scale = rng.uniform(1e-4, 1e-2, size=70)
+    q, scale = exact.quantize(x)
+    expected = exact.matmul_q(q, scale, w, w_scale)
+    saved, exact.KERNELS = exact.KERNELS, None
+    try:
+        numpy_path = exact.linear(x, w, w_scale)
+    finally:
+        exact.KERNELS = saved
+    for threads in (1, 2):
+        got = exact.linear(x.reshape(4, 10, 300), w, w_scale, threads).reshape(40, 70)
+        assert np.array_equal(got, expected) and np.array_equal(numpy_path, expected)

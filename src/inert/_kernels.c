@@ -10,11 +10,13 @@
  * order the compiler's vectorised reduction adds; chunks are then added in int64.
  *
  * Built by pip as inert._kernels when a C compiler is present (optional: exact.py falls
- * back to numpy). Compiled without fast-math: nothing here is floating point but the final
- * int64 -> float64 conversion, exact below 2**53.
+ * back to numpy). Compiled without fast-math and without contraction (-ffp-contract=off):
+ * the few floating-point steps (quantization, scales) are single IEEE operations in
+ * exactly numpy's order, so they round as numpy does.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -58,7 +60,7 @@ static int matmul(const int16_t *a, const int8_t *w, double *out, Py_ssize_t N, 
                   Py_ssize_t m, int threads)
 {
     int failed = 0;
-#pragma omp parallel num_threads(threads) reduction(| : failed)
+#pragma omp parallel num_threads(threads) reduction(| : failed) if (threads > 1)
     {
         /* ROWS weight rows at a time, widened once and read N times from L1; a last,
          * partial block is padded with zero rows, its extra columns written to `spare` */
@@ -88,6 +90,70 @@ static int matmul(const int16_t *a, const int8_t *w, double *out, Py_ssize_t N, 
         free(spare);
     }
     return failed ? -1 : 0;
+}
+
+/* Per-row symmetric 16-bit quantization, exactly exact.quantize's numpy arithmetic:
+ * amax = max |x| of the row, q = rint((x / (amax or 1)) * 32767), scale = amax / 32767. */
+#define ACT_MAX 32767.0
+static void quantize16(const double *x, int16_t *q, double *scale, Py_ssize_t N, Py_ssize_t n)
+{
+    for (Py_ssize_t i = 0; i < N; i++) {
+        const double *row = x + i * n;
+        double amax = 0.0;
+        for (Py_ssize_t k = 0; k < n; k++) {
+            double v = fabs(row[k]);
+            amax = v > amax ? v : amax; /* NaN never arises: inputs are finite */
+        }
+        double safe = amax > 0.0 ? amax : 1.0;
+        for (Py_ssize_t k = 0; k < n; k++)
+            q[i * n + k] = (int16_t)nearbyint((row[k] / safe) * ACT_MAX); /* rint: ties to even */
+        scale[i] = amax / ACT_MAX;
+    }
+}
+
+/* y (N, m) = (x quantized) . w^T, then each entry times its row's scale, then the weight
+ * row's: exact.matmul_q(*exact.quantize(x), w, w_scale) in one call. */
+static PyObject *py_linear(PyObject *self, PyObject *args)
+{
+    Py_buffer x, w, w_scale, out;
+    Py_ssize_t N, n, m;
+    int threads;
+    if (!PyArg_ParseTuple(args, "y*y*y*w*nnni", &x, &w, &w_scale, &out, &N, &n, &m, &threads))
+        return NULL;
+    PyObject *result = NULL;
+    int16_t *q = NULL;
+    double *qs = NULL;
+    if (N < 0 || n < 0 || m < 0 || threads < 1)
+        PyErr_SetString(PyExc_ValueError, "negative size or no thread");
+    else if (x.len != N * n * 8 || w.len != m * n || w_scale.len != m * 8 || out.len != N * m * 8)
+        PyErr_SetString(PyExc_ValueError, "buffer sizes do not match (N, n) x (m, n) -> (N, m)");
+    else if (!(q = malloc(sizeof(int16_t) * (size_t)(N * n + 1))) ||
+             !(qs = malloc(sizeof(double) * (size_t)(N + 1))))
+        PyErr_NoMemory();
+    else {
+        int status;
+        double *y = out.buf;
+        const double *ws = w_scale.buf;
+        Py_BEGIN_ALLOW_THREADS
+        quantize16(x.buf, q, qs, N, n);
+        status = matmul(q, w.buf, y, N, n, m, threads);
+        if (!status)
+            for (Py_ssize_t i = 0; i < N; i++)
+                for (Py_ssize_t j = 0; j < m; j++)
+                    y[i * m + j] = (y[i * m + j] * qs[i]) * ws[j];
+        Py_END_ALLOW_THREADS
+        if (status)
+            PyErr_NoMemory();
+        else
+            result = Py_NewRef(Py_None);
+    }
+    free(q);
+    free(qs);
+    PyBuffer_Release(&x);
+    PyBuffer_Release(&w);
+    PyBuffer_Release(&w_scale);
+    PyBuffer_Release(&out);
+    return result;
 }
 
 static PyObject *py_matmul_i16_i8(PyObject *self, PyObject *args)
@@ -122,6 +188,9 @@ static PyMethodDef methods[] = {
     {"matmul_i16_i8", py_matmul_i16_i8, METH_VARARGS,
      "matmul_i16_i8(a, w, out, N, n, m, threads): out (N, m) float64 = a (N, n) int16 . "
      "w (m, n) int8 ^T, exactly; all C-contiguous."},
+    {"linear", py_linear, METH_VARARGS,
+     "linear(x, w, w_scale, out, N, n, m, threads): out (N, m) float64 = exact.matmul_q of "
+     "x (N, n) float64 quantized per row, w (m, n) int8 and w_scale (m,) float64."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -36,6 +36,13 @@ QUERY_BLOCK = 64  # attention rows evaluated together: keeps temporaries in cach
 SOFTMAX_BLOCK = 1 << 17
 
 
+# Parallel pieces must be worth a thread: SPLIT_ROWS token rows through the layers, or
+# SPLIT_ENTRIES table entries made frequencies, each (fewer run as one, whose products still
+# use every thread). Measured with the default blob, a one-token step of 13 lanes took
+# 3.2 ms on one thread and 6.9 ms split over two.
+SPLIT_ROWS = 64
+SPLIT_ENTRIES = 1 << 16
+
 # logits made together: enough rows that the output matrix (V, d) is read once for several
 # (8 for a 262,144-token vocabulary, 16 MiB of logits), then made frequencies as above
 LOGIT_BLOCK = 1 << 21
@@ -114,8 +121,7 @@ class Engine:
     # `threads` of a method: how many threads its products may use (never changes a bit)
 
     def linear(self, x: np.ndarray, name: str, threads: int) -> np.ndarray:
-        q, scale = exact.quantize(x)
-        return exact.matmul_q(q, scale, self.weight[name], self.w_scale[name], threads)
+        return exact.linear(x, self.weight[name], self.w_scale[name], threads)
 
     def rope(self, x: np.ndarray, start: int, table: int) -> np.ndarray:
         """Rotate (B, T, H, hd) by position, in the rotate-half convention (Hugging Face Llama)."""
@@ -286,17 +292,36 @@ class Engine:
             h = self.hidden(tokens[a:b], cache.rows(a, b), threads)
             q[a:b], scale[a:b] = exact.quantize(h)
 
-        self._split(B, part)
+        # sequences in parallel when there are enough rows to share; else one call, whose
+        # products use the threads (a one-token step of a few lanes: weights read once)
+        self._split(B, part, parts=min(B, B * T // SPLIT_ROWS))
         cache.length += T
         return q.reshape(B * T, -1), scale.reshape(-1)
 
     def tables(self, q: np.ndarray, scale: np.ndarray, codec: int = 1) -> np.ndarray:
-        """(N, V) int64 frequency tables of N quantized final states (see final_states)."""
-        freq = np.empty((len(q), self.config.vocab_size), dtype=np.int64)
-        self._split(
-            len(q),
-            lambda a, b, threads: self._tables(q[a:b], scale[a:b], freq[a:b], codec, threads),
-        )
+        """(N, V) int64 frequency tables of N quantized final states (see final_states).
+
+        Rows go in blocks: each block's logits in one product on all threads (the output
+        matrix read once), then its rows made frequencies SOFTMAX rows at a time (the
+        temporaries stay in cache), spread over the threads when there are enough.
+        """
+        vocab = self.config.vocab_size
+        to_frequencies = ROW_FREQUENCIES[codec]
+        freq = np.empty((len(q), vocab), dtype=np.int64)
+        block, step = table_rows(vocab), softmax_rows(vocab)
+        with self._blas.limit(limits=1, user_api="blas"):
+            for a in range(0, len(q), block):
+                logits = self.logits(q[a : a + block], scale[a : a + block], self.threads)
+
+                def part(
+                    i: int, j: int, _threads: int, a: int = a, logits: np.ndarray = logits
+                ) -> None:
+                    for r in range(i, j, step):
+                        freq[a + r : a + min(r + step, j)] = to_frequencies(
+                            logits[r : min(r + step, j)]
+                        )
+
+                self._split(len(logits), part, parts=len(logits) * vocab // SPLIT_ENTRIES)
         return freq
 
     def frequencies(self, tokens: np.ndarray, cache: Cache, codec: int = 1) -> np.ndarray:
@@ -304,45 +329,23 @@ class Engine:
 
         The same as logits_to_frequencies(forward(...), codec), without the (B, T, V) logits.
         """
-        B, T = tokens.shape
-        freq = np.empty((B, T, self.config.vocab_size), dtype=np.int64)
+        q, scale = self.final_states(tokens, cache)
+        return self.tables(q, scale, codec).reshape(*tokens.shape, -1)
 
-        def part(a: int, b: int, threads: int) -> None:
-            h = self.hidden(tokens[a:b], cache.rows(a, b), threads)
-            q, scale = exact.quantize(h.reshape(-1, h.shape[-1]))  # (N, d), (N,)
-            self._tables(q, scale, freq[a:b].reshape(len(q), -1), codec, threads)
-
-        self._split(B, part)
-        cache.length += T
-        return freq
-
-    def _split(self, rows: int, part: Callable[[int, int, int], None]) -> None:
-        """Run part(a, b, threads) over rows a..b-1 of a batch, in parallel on the engine's
-        threads (rows are independent: no bit changes). One part alone gives its products
-        all the threads; parts in parallel, one each. BLAS gets one thread in any case: its
-        products are small, and BLAS threads waiting for a busy core made them 10x slower on
-        a loaded machine.
+    def _split(self, rows: int, part: Callable[[int, int, int], None], parts: int) -> None:
+        """Run part(a, b, threads) over rows a..b-1, in up to `parts` parallel pieces on the
+        engine's threads (rows are independent: no bit changes). One piece alone gives its
+        products all the threads; pieces in parallel, one each. BLAS gets one thread in any
+        case: its products are small, and BLAS threads waiting for a busy core made them 10x
+        slower on a loaded machine.
         """
-        parts = max(1, min(self.threads, rows))
+        parts = max(1, min(self.threads, rows, parts))
         cuts = [rows * i // parts for i in range(parts + 1)]
         with self._blas.limit(limits=1, user_api="blas"):
             if parts == 1:
                 part(0, rows, self.threads)
             else:
                 list(self._pool.map(lambda ab: part(*ab, 1), pairwise(cuts)))
-
-    def _tables(
-        self, q: np.ndarray, scale: np.ndarray, freq: np.ndarray, codec: int, threads: int
-    ) -> None:
-        """Fill freq (N, V) for final states q (N, d): from the output product to the
-        frequencies, rows go in blocks, so the (rows, V) temporaries stay in cache."""
-        to_frequencies = ROW_FREQUENCIES[codec]
-        vocab = self.config.vocab_size
-        block, step = table_rows(vocab), softmax_rows(vocab)
-        for a in range(0, len(q), block):  # the output matrix read once per block of rows
-            logits = self.logits(q[a : a + block], scale[a : a + block], threads)
-            for r in range(0, len(logits), step):
-                freq[a + r : a + r + step] = to_frequencies(logits[r : r + step])
 
 
 def logits_to_frequencies(logits: np.ndarray, codec: int = 1) -> np.ndarray:

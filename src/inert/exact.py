@@ -31,6 +31,7 @@ try:
 except ImportError:  # no C compiler at install: numpy computes the same bits, slower
     KERNELS = None
 
+THREAD_PRODUCTS = 1 << 22  # products a kernel thread must have to be worth starting
 WEIGHT_BLOCK = 1 << 19  # int8 weights the numpy path widens to float64 at a time (4 MiB)
 ACT_MAX = 32767.0  # activations are quantized to signed 16 bits: the measured-free choice
 PROB_ONE = 2.0**24  # attention weights before their 16-bit requantization
@@ -95,6 +96,7 @@ def int_matmul(a: np.ndarray, w: np.ndarray, threads: int = 1) -> np.ndarray:
     m = w.shape[0]
     out = np.empty((N, m))
     if KERNELS is not None:
+        threads = max(1, min(threads, N * n * m // THREAD_PRODUCTS))
         a16 = np.ascontiguousarray(a, dtype=np.int16)
         KERNELS.matmul_i16_i8(a16, np.ascontiguousarray(w), out, N, n, m, threads)
         return out
@@ -114,6 +116,24 @@ def matmul_q(
     lead, n = q.shape[:-1], q.shape[-1]
     acc = int_matmul(q.reshape(-1, n), w, threads)  # (N, m) exact integers
     return ((acc * q_scale.reshape(-1, 1)) * w_scale).reshape(*lead, -1)
+
+
+def linear(x: np.ndarray, w: np.ndarray, w_scale: np.ndarray, threads: int = 1) -> np.ndarray:
+    """matmul_q(*quantize(x), w, w_scale): x (..., n) float64 through the int8 matrix w (m, n).
+
+    The compiled kernel does the three steps in one call, in numpy's operations and order
+    (a one-token step makes thousands of small products: their numpy overhead was the step).
+    """
+    if KERNELS is None or w.dtype != np.int8:
+        q, scale = quantize(x)
+        return matmul_q(q, scale, w, w_scale, threads)
+    lead, n = x.shape[:-1], x.shape[-1]
+    rows = np.ascontiguousarray(x.reshape(-1, n), dtype=np.float64)
+    N, m = len(rows), w.shape[0]
+    out = np.empty((N, m))
+    threads = max(1, min(threads, N * n * m // THREAD_PRODUCTS))
+    KERNELS.linear(rows, np.ascontiguousarray(w), w_scale, out, N, n, m, threads)
+    return out.reshape(*lead, m)
 
 
 def rms_norm(x: np.ndarray, gain: np.ndarray, eps: float) -> np.ndarray:
