@@ -134,3 +134,22 @@ def test_frequency_tables_are_valid_for_every_codec(codec: int) -> None:
     p1, p2 = logits_to_frequencies(logits, 1), freq
     big = p1 > 20_000  # where flooring to integers matters little
     assert np.all(np.abs(np.log(p2[big] / p1[big])) < 0.002)
+
+
+@pytest.mark.parametrize("codec", [1, 2])
+def test_the_compiled_frequencies_are_numpy_s(codec: int) -> None:
+    """The kernel's softmax makes numpy's tables to the last unit: logits of every spread
+    (mass near the floor of one, ties for the top, hopeless tokens), small vocabularies and
+    Gemma's 262,144."""
+    from inert import engine, exact
+
+    if exact.KERNELS is None:
+        pytest.skip("inert._kernels was not built (no C compiler at install)")
+    rng = np.random.default_rng(codec)
+    for vocab in (2, 3, 4096, 262_144):
+        for spread in (0.01, 1.0, 3.0, 30.0, 3000.0):
+            logits = rng.normal(0, spread, size=(3, vocab))
+            logits[1, : vocab // 2] = logits[1].max()  # many tokens tie for the top
+            logits[2, -1] = -1e9
+            expected = engine.ROW_FREQUENCIES[codec](logits)
+            assert np.array_equal(engine.row_frequencies(logits, codec), expected)

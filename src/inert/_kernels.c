@@ -106,7 +106,7 @@ static void quantize16(const double *x, int16_t *q, double *scale, Py_ssize_t N,
         }
         double safe = amax > 0.0 ? amax : 1.0;
         for (Py_ssize_t k = 0; k < n; k++)
-            q[i * n + k] = (int16_t)nearbyint((row[k] / safe) * ACT_MAX); /* rint: ties to even */
+            q[i * n + k] = (int16_t)rint((row[k] / safe) * ACT_MAX); /* rint: ties to even, as np.rint */
         scale[i] = amax / ACT_MAX;
     }
 }
@@ -156,6 +156,127 @@ static PyObject *py_linear(PyObject *self, PyObject *args)
     return result;
 }
 
+/* ---------------------------------------------------------------- frequencies
+ * Logits -> the integer frequency table of one row, exactly engine.py's numpy arithmetic
+ * (codec 1: the exp polynomial of exact.py; codec 2: the mass table), element by element in
+ * the same IEEE operations. Sums are of integers (exact in any order); the argmax is the
+ * first maximum, as numpy's.
+ */
+#define LOG2_E 1.4426950408889634
+#define LN_2 0.6931471805599453
+#define FREQ_TOTAL (1LL << 24)
+#define EXP_ONE 1073741824.0 /* 2**30 */
+#define MASS_STEPS 1024.0
+
+static const double EXP_COEFFS[8] = {
+    1.0 / 5040, 1.0 / 720, 1.0 / 120, 1.0 / 24, 1.0 / 6, 1.0 / 2, 1.0, 1.0,
+}; /* 1/k! for k = 7 .. 0: the same float64 values as exact.py's 1.0 / math.factorial(k) */
+
+/* rint(exp(d) * 2**30) for d <= 0, as exact.exp computes exp. exact.exp ends with ldexp(p, n);
+ * here p * 2**n, equal to it wherever 2**n is a normal number (a product by a power of two is
+ * exact, or rounded once as ldexp rounds). Below (n < -1022) both are under 2**-1021, and
+ * the mass, rint of 2**30 times it, is 0 either way. */
+WIDEST static void masses(const double *logits, Py_ssize_t V, double top, int64_t *mass)
+{
+    for (Py_ssize_t v = 0; v < V; v++) {
+        double y = (logits[v] - top) * LOG2_E;
+        y = y < -1100.0 ? -1100.0 : (y > 1100.0 ? 1100.0 : y);
+        double n = rint(y);
+        double t = (y - n) * LN_2;
+        double p = t * EXP_COEFFS[0];
+        p += EXP_COEFFS[1];
+        for (int c = 2; c < 8; c++) {
+            p *= t;
+            p += EXP_COEFFS[c];
+        }
+        int64_t e = (int64_t)(n < -1022.0 ? -1022.0 : n) + 1023; /* n <= 0: no overflow */
+        union { int64_t i; double d; } pow2 = {.i = e << 52};
+        mass[v] = (int64_t)rint((p * pow2.d) * EXP_ONE);
+    }
+}
+
+/* freq[v] = mass[v] * K // total + 1 for K < 2**24, total >= 2**30; returns the sum. The
+ * integer division, one per entry, was most of the row's time: a float64 quotient is
+ * within 2**-28 of the true one, so its truncation is off by at most one, which the exact
+ * integer remainder corrects. */
+WIDEST static int64_t shares(const int64_t *mass, Py_ssize_t V, int64_t K, int64_t total,
+                             int64_t *freq)
+{
+    double ratio = (double)K / (double)total;
+    int64_t sum = 0;
+    for (Py_ssize_t v = 0; v < V; v++) {
+        int64_t a = mass[v] * K; /* < 2**54 */
+        int64_t q = (int64_t)((double)mass[v] * ratio);
+        int64_t r = a - q * total;
+        q -= r < 0;
+        q += r >= total;
+        freq[v] = q + 1;
+        sum += q + 1;
+    }
+    return sum;
+}
+
+static void row_frequencies(const double *logits, Py_ssize_t V, int codec,
+                            const int64_t *table, Py_ssize_t table_len, int64_t *freq)
+{
+    double top = logits[0];
+    for (Py_ssize_t v = 1; v < V; v++)
+        top = logits[v] > top ? logits[v] : top;
+    int64_t *mass = freq; /* computed in place: each freq[v] depends on mass[v] only */
+    if (codec == 1)
+        masses(logits, V, top, mass);
+    else
+        for (Py_ssize_t v = 0; v < V; v++) {
+            double step = rint((top - logits[v]) * MASS_STEPS);
+            step = step < (double)(table_len - 1) ? step : (double)(table_len - 1);
+            mass[v] = table[(Py_ssize_t)step];
+        }
+    int64_t total = 0, best = -1;
+    Py_ssize_t top_token = 0;
+    for (Py_ssize_t v = 0; v < V; v++) {
+        total += mass[v];
+        if (mass[v] > best)
+            best = mass[v], top_token = v;
+    }
+    int64_t sum = 0;
+    if (codec == 1)
+        sum = shares(mass, V, FREQ_TOTAL - V, total, freq);
+    else {
+        double share = (double)(FREQ_TOTAL - V) / (double)total;
+        for (Py_ssize_t v = 0; v < V; v++) {
+            freq[v] = (int64_t)((double)mass[v] * share) + 1; /* >= 0: truncation is floor */
+            sum += freq[v];
+        }
+    }
+    freq[top_token] += FREQ_TOTAL - sum;
+}
+
+static PyObject *py_row_frequencies(PyObject *self, PyObject *args)
+{
+    Py_buffer logits, table, out;
+    Py_ssize_t R, V;
+    int codec;
+    if (!PyArg_ParseTuple(args, "y*y*w*nni", &logits, &table, &out, &R, &V, &codec))
+        return NULL;
+    PyObject *result = NULL;
+    if (R < 0 || V < 1 || (codec != 1 && codec != 2) || table.len < 8)
+        PyErr_SetString(PyExc_ValueError, "no rows, no vocabulary, or an unknown codec");
+    else if (logits.len != R * V * 8 || out.len != R * V * 8)
+        PyErr_SetString(PyExc_ValueError, "buffer sizes do not match (R, V)");
+    else {
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t r = 0; r < R; r++)
+            row_frequencies((const double *)logits.buf + r * V, V, codec, table.buf,
+                            table.len / 8, (int64_t *)out.buf + r * V);
+        Py_END_ALLOW_THREADS
+        result = Py_NewRef(Py_None);
+    }
+    PyBuffer_Release(&logits);
+    PyBuffer_Release(&table);
+    PyBuffer_Release(&out);
+    return result;
+}
+
 static PyObject *py_matmul_i16_i8(PyObject *self, PyObject *args)
 {
     Py_buffer a, w, out;
@@ -191,6 +312,9 @@ static PyMethodDef methods[] = {
     {"linear", py_linear, METH_VARARGS,
      "linear(x, w, w_scale, out, N, n, m, threads): out (N, m) float64 = exact.matmul_q of "
      "x (N, n) float64 quantized per row, w (m, n) int8 and w_scale (m,) float64."},
+    {"row_frequencies", py_row_frequencies, METH_VARARGS,
+     "row_frequencies(logits, mass_table, out, R, V, codec): out (R, V) int64 = "
+     "engine.logits_to_frequencies(logits (R, V) float64, codec)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -380,9 +380,11 @@ def _decode_group(
     step_input = np.full((len(group), 1), engine.config.bos_token_id, dtype=np.int64)
     learned: tuple[dict, list[int]] | None = None  # the last step's tokens, for the history
     for step in range(max(lengths)):
+        live = [lane for lane, n in enumerate(lengths) if step < n]  # a prefix: only the
+        if len(live) < cache.k[0].shape[0]:  # last segment is shorter, and the engine is
+            cache = cache.rows(0, len(live))  # batch-invariant: finished lanes are dropped
         # the engine evaluates this step while the history catches up and predicts
-        pending = ahead.submit(engine.frequencies, step_input, cache, codec)
-        live = [lane for lane, n in enumerate(lengths) if step < n]
+        pending = ahead.submit(engine.frequencies, step_input[: len(live)], cache, codec)
         if history:
             if learned:
                 history.learn(*learned)

@@ -306,20 +306,16 @@ class Engine:
         temporaries stay in cache), spread over the threads when there are enough.
         """
         vocab = self.config.vocab_size
-        to_frequencies = ROW_FREQUENCIES[codec]
         freq = np.empty((len(q), vocab), dtype=np.int64)
         block, step = table_rows(vocab), softmax_rows(vocab)
         with self._blas.limit(limits=1, user_api="blas"):
             for a in range(0, len(q), block):
                 logits = self.logits(q[a : a + block], scale[a : a + block], self.threads)
 
-                def part(
-                    i: int, j: int, _threads: int, a: int = a, logits: np.ndarray = logits
-                ) -> None:
+                def part(i: int, j: int, _: int, a: int = a, logits: np.ndarray = logits) -> None:
                     for r in range(i, j, step):
-                        freq[a + r : a + min(r + step, j)] = to_frequencies(
-                            logits[r : min(r + step, j)]
-                        )
+                        b = min(r + step, j)
+                        row_frequencies(logits[r:b], codec, out=freq[a + r : a + b])
 
                 self._split(len(logits), part, parts=len(logits) * vocab // SPLIT_ENTRIES)
         return freq
@@ -354,7 +350,7 @@ def logits_to_frequencies(logits: np.ndarray, codec: int = 1) -> np.ndarray:
     freq = np.empty(rows.shape, dtype=np.int64)
     step = softmax_rows(rows.shape[-1])
     for a in range(0, len(rows), step):  # rows are independent: blocks change no bit
-        freq[a : a + step] = ROW_FREQUENCIES[codec](rows[a : a + step])
+        freq[a : a + step] = row_frequencies(rows[a : a + step], codec)
     return freq.reshape(logits.shape)
 
 
@@ -394,4 +390,22 @@ def _row_frequencies_2(logits: np.ndarray) -> np.ndarray:
     return freq
 
 
-ROW_FREQUENCIES = {1: _row_frequencies_1, 2: _row_frequencies_2}  # by codec version
+ROW_FREQUENCIES = {1: _row_frequencies_1, 2: _row_frequencies_2}  # by codec version, numpy
+
+
+def row_frequencies(logits: np.ndarray, codec: int, out: np.ndarray | None = None) -> np.ndarray:
+    """(R, V) float64 logits -> (R, V) int64 frequencies of the codec (into `out` if given):
+    the compiled kernel's (the same operations, one pass per row: 5-10x faster for large
+    vocabularies), or numpy's."""
+    if exact.KERNELS is None:
+        freq = ROW_FREQUENCIES[codec](logits)
+        if out is None:
+            return freq
+        out[...] = freq
+        return out
+    rows = np.ascontiguousarray(logits, dtype=np.float64)
+    into = out if out is not None and out.flags.c_contiguous else np.empty(rows.shape, np.int64)
+    exact.KERNELS.row_frequencies(rows, MASS_TABLE, into, *rows.shape, codec)
+    if out is not None and into is not out:
+        out[...] = into
+    return into if out is None else out
