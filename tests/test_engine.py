@@ -153,3 +153,25 @@ def test_the_compiled_frequencies_are_numpy_s(codec: int) -> None:
             logits[2, -1] = -1e9
             expected = engine.ROW_FREQUENCIES[codec](logits)
             assert np.array_equal(engine.row_frequencies(logits, codec), expected)
+
+
+def test_the_torch_backend_makes_the_default_blob_s_tables_and_keys() -> None:
+    """The shipped blob on torch (CPU here; CUDA where there is one) codes the same keys,
+    codec 1 and 2, from the same tables."""
+    from inert import codec
+    from inert.default import default_blob
+
+    pytest.importorskip("torch")
+    numpy_model = codec.load_model(default_blob(), 2, backend="numpy")
+    torch_model = codec.load_model(default_blob(), 2, backend="torch", device="cpu")
+    tokens = numpy_model.model.vocab.tokenize(TEXT)[:200].reshape(4, 50)
+    for version in (1, 2):
+        expected = numpy_model.engine.frequencies(
+            tokens, numpy_model.engine.new_cache(4, 50), version
+        )
+        got = torch_model.engine.frequencies(tokens, torch_model.engine.new_cache(4, 50), version)
+        assert np.array_equal(got, expected)
+        settings = codec.CodecSettings(codec=version)
+        key = codec.model_key(TEXT[:3000], torch_model, settings)[0]
+        assert key == codec.model_key(TEXT[:3000], numpy_model, settings)[0]
+        assert codec.decode_work(key, torch_model) == TEXT[:3000]

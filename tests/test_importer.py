@@ -400,3 +400,28 @@ def test_bfloat16_weights_read_as_torch_reads_them(tmp_path: Path) -> None:
     w = torch.randn(7, 5).to(torch.bfloat16)
     save_file({"w": w}, str(tmp_path / "m.safetensors"))
     assert np.array_equal(read_tensor(tmp_path / "m.safetensors", "w", "BF16"), w.float().numpy())
+
+
+def test_the_torch_backend_makes_the_same_tables(imported) -> None:
+    """torch's operations on the CPU give numpy's tables to the bit, for every family: at
+    once and token by token past the sliding window, and so the same keys."""
+    _, loaded, _ = imported
+    torch_engine = codec.Engine(loaded.model, threads=2, backend="torch", device="cpu")
+    tokens = loaded.model.vocab.tokenize(WORK)[:30][None]
+    batch = np.concatenate([tokens, tokens[:, ::-1]])
+    for version in (1, 2):
+        expected = loaded.engine.frequencies(batch, loaded.engine.new_cache(2, 30), version)
+        assert np.array_equal(
+            torch_engine.frequencies(batch, torch_engine.new_cache(2, 30), version), expected
+        )
+    cache = torch_engine.new_cache(2, 30)
+    steps = [torch_engine.frequencies(batch[:, t : t + 1], cache) for t in range(30)]
+    assert np.array_equal(
+        np.concatenate(steps, axis=1),
+        loaded.engine.frequencies(batch, loaded.engine.new_cache(2, 30)),
+    )
+    on_torch = codec.LoadedModel(loaded.blob, loaded.model, torch_engine)
+    settings = codec.CodecSettings(segment_tokens=16, codec=1)
+    key = codec.model_key(WORK, on_torch, settings)[0]
+    assert key == codec.model_key(WORK, loaded, settings)[0]
+    assert codec.decode_work(key, on_torch) == WORK

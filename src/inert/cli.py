@@ -221,13 +221,43 @@ codec_option = click.option(
     help="Model blobs: 2 also uses the work's own repeats; 1 the model alone "
     "[default: 2 for models inert trained, 1 for imported ones].",
 )
-threads_option = click.option(
-    "-T",
-    "--threads",
-    type=click.IntRange(0),
-    default=0,
-    help="Threads evaluating a model; keys never depend on it [default: 0 = every core].",
-)
+
+
+def _set_backend(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        from . import codec
+
+        codec.BACKEND[param.name] = value
+
+
+def threads_option(command: Callable) -> Callable:
+    """-T/--threads, --backend and --device: how a model is evaluated; keys never depend on it."""
+    for option in (
+        click.option(
+            "--device",
+            metavar="DEVICE",
+            expose_value=False,
+            callback=_set_backend,
+            help="The torch backend's device: cpu, cuda, cuda:1... [default: cuda if available].",
+        ),
+        click.option(
+            "--backend",
+            type=click.Choice(["numpy", "torch"]),
+            expose_value=False,
+            callback=_set_backend,
+            help="Evaluate the model with numpy (and inert's compiled kernels) or torch; "
+            "the same tables to the bit [default: numpy].",
+        ),
+        click.option(
+            "-T",
+            "--threads",
+            type=click.IntRange(0),
+            default=0,
+            help="Threads evaluating a model; keys never depend on it [default: 0 = every core].",
+        ),
+    ):
+        command = option(command)
+    return command
 
 
 @click.group(

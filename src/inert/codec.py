@@ -77,14 +77,27 @@ class LoadedModel:
 
 
 @cache
-def _load(path: str, sha256: bytes, threads: int) -> tuple[Model, Engine]:
+def _load(
+    path: str, sha256: bytes, threads: int, backend: str, device: str | None
+) -> tuple[Model, Engine]:
     model = read_model(path)
-    return model, Engine(model, threads)
+    return model, Engine(model, threads, backend, device)
 
 
-def load_model(blob: Blob, threads: int = 0) -> LoadedModel:
-    """The blob's model and an engine with `threads` threads (0: one per core)."""
-    model, engine = _load(str(blob.path), blob.sha256, threads or os.cpu_count() or 1)
+# The engine's backend when a caller names none (the CLI's --backend and --device set it):
+# "numpy", or "torch" on a device. Keys never depend on it.
+BACKEND: dict[str, str | None] = {"backend": "numpy", "device": None}
+
+
+def load_model(
+    blob: Blob, threads: int = 0, backend: str | None = None, device: str | None = None
+) -> LoadedModel:
+    """The blob's model and an engine with `threads` threads (0: one per core), on `backend`
+    (default: BACKEND's)."""
+    backend = backend or BACKEND["backend"] or "numpy"
+    device = device or BACKEND["device"]
+    cores = threads or os.cpu_count() or 1
+    model, engine = _load(str(blob.path), blob.sha256, cores, backend, device)
     return LoadedModel(blob, model, engine)
 
 

@@ -15,10 +15,13 @@ them as they are), the rotary tables are widened a slice at a time, the KV cache
 
 from __future__ import annotations
 
+import math
+import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import pairwise
+from typing import Any
 
 import numpy as np
 from threadpoolctl import ThreadpoolController
@@ -82,22 +85,38 @@ class Cache:
         )
 
 
+BACKENDS = ("numpy", "torch")
+
+
 class Engine:
-    def __init__(self, model: Model, threads: int = 1) -> None:
-        """`threads`: sequences of a batch evaluated in parallel (never changes a bit)."""
+    def __init__(
+        self, model: Model, threads: int = 1, backend: str = "numpy", device: str | None = None
+    ) -> None:
+        """`threads`: sequences of a batch evaluated in parallel (never changes a bit).
+
+        `backend`: "numpy" (the compiled kernels where built), or "torch" on `device` ("cpu",
+        "cuda"; default: cuda where available) — the same operations in torch's, so the same
+        tables to the bit. Tables come back as numpy arrays either way.
+        """
         self.config = c = model.config
         self.threads = threads
+        self.backend = backend
         self._pool = ThreadPoolExecutor(threads) if threads > 1 else None
         self._blas = ThreadpoolController()
-        t = model.tensors
+        self.xp, self.device, t = np, None, model.tensors
+        if backend == "torch":
+            self.xp, self.device, t = _torch_tensors(model.tensors, device)
+        elif backend != "numpy":
+            raise ValueError(f"unknown backend {backend!r}: one of {', '.join(BACKENDS)}")
+        xp = self.xp
         # (out, in) int8 matrices as the blob holds them, and (out,) row scales
         self.weight = {name: t[f"{name}.q"] for name in c.matrices()}
-        self.w_scale = {name: t[f"{name}.scale"].astype(np.float64) for name in c.matrices()}
+        self.w_scale = {name: xp.astype(t[f"{name}.scale"], xp.float64) for name in c.matrices()}
         if c.tied_embeddings:
             self.weight["output"] = self.weight["embed"]
             self.w_scale["output"] = self.w_scale["embed"]
-        self.gain = {name: t[name].astype(np.float64) for name in c.gains()}
-        self.bias = {name: t[name].astype(np.float64) for name in c.biases()}
+        self.gain = {name: xp.astype(t[name], xp.float64) for name in c.gains()}
+        self.bias = {name: xp.astype(t[name], xp.float64) for name in c.biases()}
         # rotary table r: cos, sin (max_seq_len, hd/2) float32, widened a slice at a time
         self.cos = [t[f"rope.{r}.cos"] for r in range(len(c.rope_thetas))]
         self.sin = [t[f"rope.{r}.sin"] for r in range(len(c.rope_thetas))]
@@ -108,13 +127,17 @@ class Engine:
         c = self.config
         if max_len > c.max_seq_len:
             raise ValueError(f"context of {max_len} tokens exceeds the model's {c.max_seq_len}")
-        heads, n = (batch, c.n_kv_heads), c.n_layers
+        heads, n, xp, dev = (batch, c.n_kv_heads), c.n_layers, self.xp, self.device
+        k, v = (*heads, c.head_dim, max_len), (*heads, max_len, c.head_dim)
         return Cache(
-            [np.zeros((*heads, c.head_dim, max_len), dtype=np.int16) for _ in range(n)],
-            [np.zeros((*heads, max_len)) for _ in range(n)],
-            [np.zeros((*heads, max_len, c.head_dim), dtype=np.int16) for _ in range(n)],
-            [np.zeros((*heads, max_len)) for _ in range(n)],
+            [xp.zeros(k, dtype=xp.int16, device=dev) for _ in range(n)],
+            [xp.zeros((*heads, max_len), dtype=xp.float64, device=dev) for _ in range(n)],
+            [xp.zeros(v, dtype=xp.int16, device=dev) for _ in range(n)],
+            [xp.zeros((*heads, max_len), dtype=xp.float64, device=dev) for _ in range(n)],
         )
+
+    def _empty(self, shape: tuple[int, ...], dtype: object = None) -> Any:
+        return self.xp.empty(shape, dtype=dtype or self.xp.float64, device=self.device)
 
     # ------------------------------------------------------------------ forward
 
@@ -126,12 +149,11 @@ class Engine:
     def rope(self, x: np.ndarray, start: int, table: int) -> np.ndarray:
         """Rotate (B, T, H, hd) by position, in the rotate-half convention (Hugging Face Llama)."""
         half = x.shape[-1] // 2
-        cos = self.cos[table][start : start + x.shape[1], None, :].astype(
-            np.float64
-        )  # (T, 1, hd/2)
-        sin = self.sin[table][start : start + x.shape[1], None, :].astype(np.float64)
-        x1, x2 = x[..., :half], x[..., half:]
-        return np.concatenate([x1 * cos - x2 * sin, x1 * sin + x2 * cos], axis=-1)
+        xp = self.xp
+        cos = xp.astype(self.cos[table][start : start + x.shape[1], None, :], xp.float64)
+        sin = xp.astype(self.sin[table][start : start + x.shape[1], None, :], xp.float64)
+        x1, x2 = x[..., :half], x[..., half:]  # cos, sin: (T, 1, hd/2)
+        return xp.concat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], axis=-1)
 
     def projection(
         self, x: np.ndarray, layer: int, which: str, heads: int, threads: int
@@ -158,14 +180,15 @@ class Engine:
         qq, qs = exact.quantize(q)  # (B, T, H, hd), (B, T, H)
         kq, ks = exact.quantize(k)  # (B, T, n_kv, hd), (B, T, n_kv)
         vq, vs = exact.quantize(v)
-        cache.k[layer][..., start:end] = kq.transpose(0, 2, 3, 1)
-        cache.k_scale[layer][..., start:end] = ks.transpose(0, 2, 1)
-        cache.v[layer][:, :, start:end] = vq.transpose(0, 2, 1, 3)
-        cache.v_scale[layer][..., start:end] = vs.transpose(0, 2, 1)
+        xp, f64, order = self.xp, self.xp.float64, self.xp.permute_dims
+        cache.k[layer][..., start:end] = order(kq, (0, 2, 3, 1))  # exact integers to int16
+        cache.k_scale[layer][..., start:end] = order(ks, (0, 2, 1))
+        cache.v[layer][:, :, start:end] = order(vq, (0, 2, 1, 3))
+        cache.v_scale[layer][..., start:end] = order(vs, (0, 2, 1))
 
-        qg = qq.reshape(B, T, n_kv, group, hd).transpose(0, 2, 3, 1, 4)  # (B, n_kv, g, T, hd)
-        qsg = qs.reshape(B, T, n_kv, group).transpose(0, 2, 3, 1)  # (B, n_kv, g, T)
-        out = np.empty(qg.shape)
+        qg = order(qq.reshape(B, T, n_kv, group, hd), (0, 2, 3, 1, 4))  # (B, n_kv, g, T, hd)
+        qsg = order(qs.reshape(B, T, n_kv, group), (0, 2, 3, 1))  # (B, n_kv, g, T)
+        out = self._empty(tuple(qg.shape))
         for a in range(0, T, QUERY_BLOCK):  # rows are independent: blocks change no bit
             b = min(T, a + QUERY_BLOCK)
             seen = start + b  # keys visible to this block's last query
@@ -175,15 +198,15 @@ class Engine:
             out[..., a:b, :] = self._attend(
                 qg[..., a:b, :],
                 qsg[..., a:b],
-                cache.k[layer][..., first:seen].astype(np.float64),
+                xp.astype(cache.k[layer][..., first:seen], f64),
                 cache.k_scale[layer][..., first:seen],
-                cache.v[layer][:, :, first:seen].astype(np.float64),
+                xp.astype(cache.v[layer][:, :, first:seen], f64),
                 cache.v_scale[layer][..., first:seen],
                 start + a,
                 first,
                 spec.window,
             )
-        out = out.transpose(0, 3, 1, 2, 4).reshape(B, T, c.n_heads * hd)
+        out = order(out, (0, 3, 1, 2, 4)).reshape(B, T, c.n_heads * hd)
         return self.linear(out, f"layers.{layer}.wo", threads)
 
     def _attend(
@@ -211,19 +234,20 @@ class Engine:
         scores *= qsg[..., None]
         scores *= ks[:, :, None, None, :]
         scores *= self.score_scale
-        keys = np.arange(key_first, key_first + S)[None, :]  # (1, S) positions
-        queries = np.arange(first, first + T)[:, None]  # (T, 1)
+        xp = self.xp
+        keys = xp.arange(key_first, key_first + S, device=self.device)[None, :]  # (1, S)
+        queries = xp.arange(first, first + T, device=self.device)[:, None]  # (T, 1) positions
         # a key after a query (never so in one-token steps), or before its window, is masked
         if first + 1 < key_first + S or (window and first + T - window > key_first):
             visible = keys <= queries
             if window:
                 visible &= keys > queries - window
-            scores[..., ~visible] = -np.inf
-        scores -= np.max(scores, axis=-1, keepdims=True)
+            scores[..., ~visible] = -math.inf
+        scores -= xp.max(scores, axis=-1, keepdims=True)
         weights = exact.exp(scores)
         weights *= exact.PROB_ONE
-        np.rint(weights, out=weights)  # masked entries: exp(-inf) = 0 exactly
-        total = np.sum(weights, axis=-1, keepdims=True)  # exact: integers < 2**53
+        weights = exact.rint(weights)  # masked entries: exp(-inf) rounds to 0
+        total = xp.sum(weights, axis=-1, keepdims=True)  # exact: integers < 2**53
         weights *= vs[:, :, None, None, :]
         wq, wscale = exact.quantize(weights)  # 16-bit probabilities
         out = (wq.reshape(B, n_kv, g * T, S) @ vq).reshape(B, n_kv, g, T, hd)  # exact < 2**46
@@ -236,7 +260,7 @@ class Engine:
         temporaries stay bounded (rows are independent, so blocks change no bit)."""
         gate_name, up_name = f"layers.{layer}.w_gate", f"layers.{layer}.w_up"
         rows = x.reshape(-1, x.shape[-1])
-        out = np.empty(rows.shape)
+        out = self._empty(tuple(rows.shape))
         for a in range(0, len(rows), MLP_ROWS):
             q, scale = exact.quantize(rows[a : a + MLP_ROWS])  # shared by gate and up
             gate = exact.matmul_q(
@@ -253,9 +277,10 @@ class Engine:
 
         Fills the cache at its positions; advancing cache.length is the caller's part.
         """
-        c, eps = self.config, self.config.norm_eps
+        c, eps, xp = self.config, self.config.norm_eps, self.xp
+        tokens = xp.asarray(tokens, dtype=xp.int64, device=self.device)
         x = (
-            self.weight["embed"][tokens].astype(np.float64)
+            xp.astype(self.weight["embed"][tokens], xp.float64)
             * self.w_scale["embed"][tokens][..., None]
         )  # (B, T, d)
         if c.embed_scale != 1.0:
@@ -273,7 +298,7 @@ class Engine:
         """(N, V) float64 logits of quantized final states q (N, d), soft-capped if the model is."""
         logits = exact.matmul_q(q, scale, self.weight["output"], self.w_scale["output"], threads)
         if cap := self.config.logit_softcap:
-            logits = cap * exact.tanh(logits / cap)
+            logits = cap * exact.tanh(exact.divide(logits, cap))
         return logits
 
     def forward(self, tokens: np.ndarray, cache: Cache) -> np.ndarray:
@@ -285,8 +310,8 @@ class Engine:
         """The quantized final states q (B*T, d), scale (B*T,) of tokens (B, T) following the
         cache's positions: what `tables` turns into frequencies, a few rows at a time."""
         B, T = tokens.shape
-        q = np.empty((B, T, self.config.dim))
-        scale = np.empty((B, T))
+        q = self._empty((B, T, self.config.dim))
+        scale = self._empty((B, T))
 
         def part(a: int, b: int, threads: int) -> None:
             h = self.hidden(tokens[a:b], cache.rows(a, b), threads)
@@ -312,6 +337,10 @@ class Engine:
             for a in range(0, len(q), block):
                 logits = self.logits(q[a : a + block], scale[a : a + block], self.threads)
 
+                if self.xp is not np:  # the torch backend: one pass on its device
+                    freq[a : a + len(logits)] = _device_frequencies(self.xp, logits, codec)
+                    continue
+
                 def part(i: int, j: int, _: int, a: int = a, logits: np.ndarray = logits) -> None:
                     for r in range(i, j, step):
                         b = min(r + step, j)
@@ -335,6 +364,9 @@ class Engine:
         case: its products are small, and BLAS threads waiting for a busy core made them 10x
         slower on a loaded machine.
         """
+        if self.xp is not np:  # torch spreads each operation over its own threads
+            part(0, rows, self.threads)
+            return
         parts = max(1, min(self.threads, rows, parts))
         cuts = [rows * i // parts for i in range(parts + 1)]
         with self._blas.limit(limits=1, user_api="blas"):
@@ -409,3 +441,56 @@ def row_frequencies(logits: np.ndarray, codec: int, out: np.ndarray | None = Non
     if out is not None and into is not out:
         out[...] = into
     return into if out is None else out
+
+
+# ---------------------------------------------------------------------------- torch backend
+
+
+def _torch_tensors(
+    tensors: dict[str, np.ndarray], device: str | None
+) -> tuple[Any, Any, dict[str, Any]]:
+    """The array namespace, the device and the model's tensors on it (torch is optional)."""
+    try:
+        import array_api_compat.torch as xp
+        import torch
+    except ImportError:
+        from .errors import InertError
+
+        raise InertError(
+            "the torch backend needs torch and array-api-compat",
+            hint="pip install 'inert[torch]'",
+        ) from None
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    with warnings.catch_warnings():  # the blob's read-only pages: torch only reads them
+        warnings.simplefilter("ignore", UserWarning)
+        return (
+            xp,
+            dev,
+            {name: torch.from_numpy(np.asarray(t)).to(dev) for name, t in tensors.items()},
+        )
+
+
+def _device_frequencies(xp: Any, logits: Any, codec: int) -> np.ndarray:
+    """ROW_FREQUENCIES[codec] in the standard's operations, on the logits' device, as numpy.
+
+    The same IEEE operations in the same order as the numpy functions above: exact's exp,
+    integer sums, a floor division of int64s (codec 1) or a float64 share floored (codec 2),
+    the leftover on the first most likely token (argmax returns the first maximum).
+    """
+    rows, vocab = logits.shape
+    top = xp.max(logits, axis=-1, keepdims=True)
+    if codec == 1:
+        mass = xp.astype(exact.rint(exact.exp(logits - top) * EXP_ONE), xp.int64)
+        total = xp.sum(mass, axis=-1, keepdims=True)
+        freq = mass * (FREQ_TOTAL - vocab) // total + 1
+    else:
+        steps = xp.minimum(exact.rint((top - logits) * MASS_STEPS), float(len(MASS_TABLE) - 1))
+        table = xp.asarray(MASS_TABLE, device=logits.device)
+        mass = xp.take(table, xp.reshape(xp.astype(steps, xp.int64), (-1,))).reshape(rows, vocab)
+        total = xp.sum(mass, axis=-1, keepdims=True)
+        share = float(FREQ_TOTAL - vocab) / xp.astype(total, xp.float64)
+        freq = xp.astype(xp.floor(xp.astype(mass, xp.float64) * share), xp.int64) + 1
+    leftover = FREQ_TOTAL - xp.sum(freq, axis=-1)
+    top_token = xp.argmax(mass, axis=-1)
+    freq[xp.arange(rows, device=logits.device), top_token] += leftover
+    return freq.cpu().numpy()

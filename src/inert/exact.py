@@ -16,6 +16,8 @@ The rules (DESIGN.md, "The portability contract"):
 from __future__ import annotations
 
 import math
+from types import ModuleType
+from typing import Any
 
 import numpy as np
 
@@ -37,11 +39,33 @@ ACT_MAX = 32767.0  # activations are quantized to signed 16 bits: the measured-f
 PROB_ONE = 2.0**24  # attention weights before their 16-bit requantization
 
 
-def exp(x: np.ndarray) -> np.ndarray:
+def namespace(x: object) -> ModuleType:
+    """The array namespace of x: numpy itself, or torch's (array_api_compat) for the torch
+    backend. Every function here works in either: only the standard's operations, each
+    rounding as IEEE-754 says."""
+    if isinstance(x, np.ndarray):
+        return np
+    import array_api_compat.torch as xp  # the torch backend's namespace
+
+    return xp
+
+
+def divide(x: Any, c: float) -> Any:
+    """x / c for a constant c. Torch's CUDA kernels multiply by 1/c when the divisor is a
+    Python number (rounded twice: other bits than numpy's), so torch divides by c as a
+    tensor of x's device."""
+    if isinstance(x, np.ndarray):
+        return x / c
+    return x / namespace(x).asarray(c, dtype=x.dtype, device=x.device)
+
+
+def exp(x: Any) -> Any:
     """e**x for float64 x, identical on every IEEE-754 machine (|rel err| < 1e-8).
 
     In-place steps only change where results are stored, never how they are rounded.
     """
+    if not isinstance(x, np.ndarray):
+        return _exp_xp(x)
     y = np.multiply(x, LOG2_E)
     np.clip(y, -1100.0, 1100.0, out=y)  # beyond: exactly 0 or inf after ldexp
     n = np.rint(y)
@@ -56,30 +80,60 @@ def exp(x: np.ndarray) -> np.ndarray:
         return np.ldexp(p, n.astype(np.int32), out=p)
 
 
-def silu(x: np.ndarray) -> np.ndarray:
+def _exp_xp(x: Any) -> Any:
+    """exp for another namespace: the same operations, with ldexp(p, n) as p * 2**n, 2**n
+    made from its bits. Equal wherever 2**n is a normal number (n >= -1022); below, both
+    results are under 2**-1021 — and every use of exp here adds them to 1 or rounds them
+    times 2**30 at most, where they vanish alike. n > 1023 saturates to inf as ldexp does."""
+    xp = namespace(x)
+    y = xp.clip(x * LOG2_E, -1100.0, 1100.0)
+    n = xp.round(y)  # ties to even, as rint
+    t = (y - n) * LN_2
+    p = t * _EXP_COEFFS[0]
+    p += _EXP_COEFFS[1]
+    for c in _EXP_COEFFS[2:]:
+        p *= t
+        p += c
+    e = xp.astype(xp.clip(n, -1022.0, 1023.0), xp.int64) + 1023
+    pow2 = (e << 52).view(xp.float64)
+    out = p * pow2
+    return xp.where(n > 1023.0, xp.asarray(math.inf, dtype=xp.float64, device=x.device), out)
+
+
+def silu(x: Any) -> Any:
     return x / (1.0 + exp(-x))
 
 
-def tanh(x: np.ndarray) -> np.ndarray:
+def tanh(x: Any) -> Any:
     """tanh(x) = 1 - 2/(e**2x + 1), with this module's exp."""
     return 1.0 - 2.0 / (exp(2.0 * x) + 1.0)
 
 
-def gelu_tanh(x: np.ndarray) -> np.ndarray:
+def gelu_tanh(x: Any) -> Any:
     """GELU with the tanh approximation (Gemma's GeGLU)."""
     u = (x + 0.044715 * (x * x * x)) * 0.7978845608028654  # sqrt(2/pi)
     return 0.5 * x * (1.0 + tanh(u))
 
 
-def quantize(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def quantize(x: Any) -> tuple[Any, Any]:
     """Per-row symmetric 16-bit quantization over the last axis.
 
     Returns (q, scale): q integer-valued float64 in [-32767, 32767], x ~= q * scale[..., None].
     """
-    amax = np.max(np.abs(x), axis=-1)  # (...,) order-free reduction
-    safe = np.where(amax > 0.0, amax, 1.0)
-    q = np.rint(x / safe[..., None] * ACT_MAX)
-    return q, amax / ACT_MAX
+    xp = namespace(x)
+    amax = xp.max(xp.abs(x), axis=-1)  # (...,) order-free reduction
+    safe = xp.where(amax > 0.0, amax, 1.0)
+    q = _rint(xp, x / safe[..., None] * ACT_MAX)
+    return q, divide(amax, ACT_MAX)
+
+
+def _rint(xp: ModuleType, x: Any) -> Any:
+    return np.rint(x) if xp is np else xp.round(x)  # both: to nearest, ties to even
+
+
+def rint(x: Any) -> Any:
+    """x rounded to the nearest integer, ties to even (numpy: in place)."""
+    return np.rint(x, out=x) if isinstance(x, np.ndarray) else namespace(x).round(x)
 
 
 def int_matmul(a: np.ndarray, w: np.ndarray, threads: int = 1) -> np.ndarray:
@@ -90,6 +144,8 @@ def int_matmul(a: np.ndarray, w: np.ndarray, threads: int = 1) -> np.ndarray:
     compiled kernel (_kernels.c) reads the int8 weights as they are, on `threads` threads;
     without it, numpy widens blocks of WEIGHT_BLOCK weights to float64 for BLAS.
     """
+    if not isinstance(a, np.ndarray):
+        return _int_matmul_xp(a, w)
     if w.dtype != np.int8:
         raise TypeError(f"weights must be int8, not {w.dtype}")
     N, n = a.shape
@@ -103,6 +159,18 @@ def int_matmul(a: np.ndarray, w: np.ndarray, threads: int = 1) -> np.ndarray:
     step = max(1, WEIGHT_BLOCK // max(n, 1))
     for j in range(0, m, step):  # columns are independent: blocks change no bit
         out[:, j : j + step] = a @ w[j : j + step].astype(np.float64).T
+    return out
+
+
+def _int_matmul_xp(a: Any, w: Any) -> Any:
+    """int_matmul in another namespace (torch, any device): float64 products of blocks of the
+    int8 weights widened, exact as in numpy's BLAS (integer sums below 2**53)."""
+    xp = namespace(a)
+    N, n = a.shape
+    out = xp.empty((N, w.shape[0]), dtype=xp.float64, device=a.device)
+    step = max(1, WEIGHT_BLOCK // max(n, 1))
+    for j in range(0, w.shape[0], step):
+        out[:, j : j + step] = a @ xp.permute_dims(xp.astype(w[j : j + step], xp.float64), (1, 0))
     return out
 
 
@@ -136,11 +204,12 @@ def linear(x: np.ndarray, w: np.ndarray, w_scale: np.ndarray, threads: int = 1) 
     return out.reshape(*lead, m)
 
 
-def rms_norm(x: np.ndarray, gain: np.ndarray, eps: float) -> np.ndarray:
+def rms_norm(x: Any, gain: Any, eps: float) -> Any:
     """x / sqrt(mean(x**2) + eps) * gain over the last axis, with an integer sum of squares."""
-    amax = np.max(np.abs(x), axis=-1, keepdims=True)
-    unit = np.where(amax > 0.0, amax, 1.0) / 2.0**20
-    xi = np.rint(x / unit).astype(np.int64)  # |xi| <= 2**20
-    sum_sq = np.sum(xi * xi, axis=-1, keepdims=True)  # exact: < 2**40 * n
-    mean_sq = (sum_sq.astype(np.float64) / x.shape[-1]) * unit * unit
-    return x / np.sqrt(mean_sq + eps) * gain
+    xp = namespace(x)
+    amax = xp.max(xp.abs(x), axis=-1, keepdims=True)
+    unit = xp.where(amax > 0.0, amax, 1.0) / 2.0**20
+    xi = xp.astype(_rint(xp, x / unit), xp.int64)  # |xi| <= 2**20
+    sum_sq = xp.sum(xi * xi, axis=-1, keepdims=True)  # exact: < 2**40 * n
+    mean_sq = divide(xp.astype(sum_sq, xp.float64), x.shape[-1]) * unit * unit
+    return x / xp.sqrt(mean_sq + eps) * gain
