@@ -24,7 +24,7 @@ from inert.store import open_blob
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def timed(fn, *args):  # noqa: ANN001, ANN201 - any call
+def timed(fn, *args):
     start = time.perf_counter()
     out = fn(*args)
     return out, time.perf_counter() - start
