@@ -55,7 +55,9 @@ def main() -> None:
         b, tb = timed(gpu.engine.frequencies, batch, gpu.engine.new_cache(args.lanes, n), version)
         rows = int(np.sum(np.any(a != b, axis=-1)))
         same &= rows == 0
-        print(f"codec {version} prefill {args.lanes}x{n}: cpu {ta:.2f} s, cuda {tb:.2f} s; rows differing: {rows}")
+        print(
+            f"codec {version} prefill {args.lanes}x{n}: cpu {ta:.2f} s, cuda {tb:.2f} s; rows differing: {rows}"
+        )
     cache_a, cache_b = cpu.engine.new_cache(args.lanes, n), gpu.engine.new_cache(args.lanes, n)
     steps = {"cpu": 0.0, "cuda": 0.0}
     for t in range(n):
@@ -64,13 +66,17 @@ def main() -> None:
         steps["cpu"] += ta
         steps["cuda"] += tb
         same &= bool(np.array_equal(a, b))
-    print(f"{n} one-token steps of {args.lanes} lanes: cpu {steps['cpu']:.2f} s, cuda {steps['cuda']:.2f} s; identical: {same}")
+    print(
+        f"{n} one-token steps of {args.lanes} lanes: cpu {steps['cpu']:.2f} s, cuda {steps['cuda']:.2f} s; identical: {same}"
+    )
     settings = codec.default_settings(cpu)
     (key_cpu, _), te = timed(codec.model_key, work, cpu, settings)
     (key_gpu, _), tg = timed(codec.model_key, work, gpu, settings)
     back, td = timed(codec.decode_work, key_gpu, gpu)
     keys = key_cpu == key_gpu and back == work
-    print(f"key of {len(work):,} bytes: cpu {te:.1f} s, cuda {tg:.1f} s, cuda decode {td:.1f} s; identical keys, round trip: {keys}")
+    print(
+        f"key of {len(work):,} bytes: cpu {te:.1f} s, cuda {tg:.1f} s, cuda decode {td:.1f} s; identical keys, round trip: {keys}"
+    )
     sys.exit(0 if same and keys else 1)
 
 

@@ -88,7 +88,7 @@ def main() -> None:
     print(
         f"this tree against {rev}; blob {args.blob}; {args.threads} threads; median of {args.runs}"
     )
-    header = "| file | KB | tokens | encode KB/s (was) | decode KB/s (was) | encode ratio | decode ratio | peak RSS (was) |"
+    header = "| file | KB | tokens | encode KB/s (was) | decode KB/s (was) | encode t/s (was) | decode t/s (was) | encode ratio | decode ratio | peak RSS (was) |"
     print(header)
     print("|---|" + "---:|" * (header.count("|") - 2))
     with tempfile.TemporaryDirectory() as tmp:
@@ -116,10 +116,15 @@ def main() -> None:
 
                 enc, dec = kb / med("new", "encode"), kb / med("new", "decode")
                 enc_old, dec_old = kb / med("old", "encode"), kb / med("old", "decode")
+                tokens = results["new"][0]["tokens"]
+                per_token = [
+                    tokens / med(w, f) for w in ("new", "old") for f in ("encode", "decode")
+                ]
                 rss, rss_old = med("new", "rss") / 2**20, med("old", "rss") / 2**20
                 print(
                     f"| {path.name} | {kb:.1f} | {results['new'][0]['tokens']:,} | {enc:.1f} ({enc_old:.1f}) "
-                    f"| {dec:.1f} ({dec_old:.1f}) | {enc / enc_old:.2f} | {dec / dec_old:.2f} "
+                    f"| {dec:.1f} ({dec_old:.1f}) | {per_token[0]:.1f} ({per_token[2]:.1f}) "
+                    f"| {per_token[1]:.1f} ({per_token[3]:.1f}) | {enc / enc_old:.2f} | {dec / dec_old:.2f} "
                     f"| {rss:.0f} MiB ({rss_old:.0f} MiB) |",
                     flush=True,
                 )

@@ -344,6 +344,7 @@ def test_blob_import_and_info_through_the_command(inert, tmp_path: Path) -> None
         "SentencePiece-style BPE",
         "9 Q5_0",
         "int8 rows",
+        "engine",
     ):
         assert fact in shown, fact
     again = inert("blob", "import", "tiny.gguf", "-o", "tiny.blob")

@@ -1073,6 +1073,14 @@ def blob_info(ref: str) -> None:
         if model.source:
             kinds = ", ".join(f"{n} {k}" for k, n in model.source.get("tensor types", {}).items())
             table.add_row("imported from", f"{model.source.get('format')} ({kinds}), as int8 rows")
+        from . import exact
+
+        table.add_row(
+            "engine",
+            "numpy with inert's compiled kernels"
+            if exact.KERNELS is not None
+            else "numpy alone (inert's kernels were not built: no C compiler at install)",
+        )
     Console().print(table)
 
 

@@ -41,9 +41,10 @@ SOFTMAX_BLOCK = 1 << 17
 
 # Parallel pieces must be worth a thread: SPLIT_ROWS token rows through the layers, or
 # SPLIT_ENTRIES table entries made frequencies, each (fewer run as one, whose products still
-# use every thread). Measured with the default blob, a one-token step of 13 lanes took
-# 3.2 ms on one thread and 6.9 ms split over two.
-SPLIT_ROWS = 64
+# use every thread). Measured with the default blob: a one-token step of 13 lanes took
+# 3.2 ms on one thread and 6.9 ms split over two; a 120-lane decode ran 14.4 KB/s split in
+# two pieces of at least 32 rows, 11.3-12.8 KB/s with 64.
+SPLIT_ROWS = 32
 SPLIT_ENTRIES = 1 << 16
 
 # logits made together: enough rows that the output matrix (V, d) is read once for several
