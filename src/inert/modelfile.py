@@ -40,6 +40,13 @@ class Model:
     vocab: Vocabulary
     tensors: dict[str, np.ndarray]  # as stored (v1 rope names read as rope.0.*)
     source: dict | None = None  # what an imported blob was made from
+    mapping: MappedTensors | None = None  # where the large tensors are mapped from
+
+    def drop_pages(self, names: list[str]) -> None:
+        """Tell the OS these mapped tensors' pages are not needed now (a copy of them is in
+        use): they leave this process's memory and come back from the file if read."""
+        if self.mapping:
+            self.mapping.drop_pages(names)
 
 
 # ---------------------------------------------------------------------------- writing
@@ -147,7 +154,8 @@ def read_model(path: str | Path) -> Model:
                 raise InertError(f"{path} is not an inert model blob ({', '.join(MODEL_FORMATS)})")
             config = ModelConfig.from_json(json.dumps(described["config"]))
             vocab = Vocabulary(described["tokenizer"])
-            tensors = mapped_tensors(path)
+            mapping = MappedTensors(path)
+            tensors = dict(mapping.tensors)
             for name in f.keys():  # noqa: SIM118 - not a dict
                 if name not in tensors:
                     tensors[name] = f.get_tensor(name)
@@ -158,37 +166,51 @@ def read_model(path: str | Path) -> Model:
         raise InertError(f"model blob {path} is damaged or unreadable: {e}") from None
     _check(config, vocab, tensors, path)
     release_freed_memory()  # the parsed metadata (20 MB of JSON for Gemma's tokenizer)
-    return Model(config, vocab, tensors, described.get("source"))
+    return Model(config, vocab, tensors, described.get("source"), mapping)
 
 
 MAPPED = {"I8": np.int8, "F32": np.float32}  # safetensors dtypes read in place
 MAP_BYTES = 1 << 20  # tensors this large are mapped (the weights, the rotary tables)
 
 
-def mapped_tensors(path: str | Path) -> dict[str, np.ndarray]:
+class MappedTensors:
     """The large int8 and float32 tensors of a safetensors file, as read-only views of one
     memory map: the blob's pages, shared and read on demand, not copied.
 
     The container is a little-endian u64 header length, a JSON header giving each tensor's
     dtype, shape and byte range after the header, then the data (safetensors' format).
     """
-    with open(path, "rb") as f:
-        (length,) = struct.unpack("<Q", f.read(8))
-        header = json.loads(f.read(length))
-        data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-    out = {}
-    for name, entry in header.items():
-        if name == "__metadata__" or entry["dtype"] not in MAPPED:
-            continue
-        dtype = np.dtype(MAPPED[entry["dtype"]]).newbyteorder("<")  # safetensors is little-endian
-        begin, end = entry["data_offsets"]
-        shape = tuple(entry["shape"])
-        if end - begin != math.prod(shape) * dtype.itemsize:
-            raise ValueError(f"tensor {name}: {end - begin} bytes for shape {shape}")
-        if end - begin >= MAP_BYTES:
-            count = math.prod(shape)
-            out[name] = np.frombuffer(data, dtype, count, 8 + length + begin).reshape(shape)
-    return out
+
+    def __init__(self, path: str | Path) -> None:
+        with open(path, "rb") as f:
+            (length,) = struct.unpack("<Q", f.read(8))
+            header = json.loads(f.read(length))
+            self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        self.tensors: dict[str, np.ndarray] = {}
+        self._ranges: dict[str, tuple[int, int]] = {}
+        for name, entry in header.items():
+            if name == "__metadata__" or entry["dtype"] not in MAPPED:
+                continue
+            dtype = np.dtype(MAPPED[entry["dtype"]]).newbyteorder("<")  # little-endian
+            begin, end = entry["data_offsets"]
+            shape = tuple(entry["shape"])
+            if end - begin != math.prod(shape) * dtype.itemsize:
+                raise ValueError(f"tensor {name}: {end - begin} bytes for shape {shape}")
+            if end - begin >= MAP_BYTES:
+                start = 8 + length + begin
+                self.tensors[name] = np.frombuffer(
+                    self._map, dtype, math.prod(shape), start
+                ).reshape(shape)
+                self._ranges[name] = (start, start + end - begin)
+
+    def drop_pages(self, names: list[str]) -> None:
+        page = mmap.PAGESIZE
+        for name in names:
+            if name in self._ranges:
+                start, end = self._ranges[name]
+                first, last = -(-start // page) * page, end // page * page  # whole pages inside
+                if last > first:
+                    self._map.madvise(mmap.MADV_DONTNEED, first, last - first)
 
 
 def _check(
