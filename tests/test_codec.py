@@ -146,3 +146,30 @@ def test_mutated_model_keys_decode_to_the_work_or_fail_cleanly(tiny, count: int)
             assert decoded == work  # e.g. a flip in the flush's unused bits
             outcomes["decoded"] += 1
     assert outcomes["refused"] > count * 0.8
+
+
+def test_the_engine_s_look_ahead_passes_errors_and_stops_with_its_consumer() -> None:
+    """codec.ahead: items in order, the producer's exception raised in the consumer, and a
+    consumer that stops early (an error, Ctrl-C) leaves no producer thread running."""
+    import threading
+
+    assert list(codec.ahead(iter(range(5)))) == [0, 1, 2, 3, 4]
+
+    def failing():
+        yield 1
+        raise ValueError("engine failed")
+
+    with pytest.raises(ValueError, match="engine failed"):
+        list(codec.ahead(failing()))
+    produced = []
+
+    def endless():
+        for i in range(10**9):
+            produced.append(i)
+            yield i
+
+    items = codec.ahead(endless())
+    assert next(items) == 0
+    items.close()  # the consumer stops
+    assert not any(t.name == "inert-engine" and t.is_alive() for t in threading.enumerate())
+    assert len(produced) < 10  # the helper stopped at its next item, not at the end

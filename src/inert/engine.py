@@ -1,4 +1,4 @@
-"""Tokens -> integer frequency tables, bit-identical on every machine (numpy backend).
+"""Tokens -> integer frequency tables, bit-identical on every machine and backend (numpy, torch).
 
 The forward pass architecture.py describes (Llama, Qwen2, Gemma 3), built only from the
 operations in exact.py: int8 weights with float32 row scales, 16-bit per-token activations,
