@@ -129,3 +129,17 @@ def test_the_fused_linear_is_quantize_then_matmul() -> None:
     for threads in (1, 2):
         got = exact.linear(x.reshape(4, 10, 300), w, w_scale, threads).reshape(40, 70)
         assert np.array_equal(got, expected) and np.array_equal(numpy_path, expected)
+
+
+def test_the_compiled_rms_norm_is_numpy_s(monkeypatch) -> None:
+    """One kernel call rounds as exact.rms_norm's numpy operations do: rows of every scale,
+    a zero row, head-sized rows under a per-head gain."""
+    if exact.KERNELS is None:
+        pytest.skip("inert._kernels was not built (no C compiler at install)")
+    rng = np.random.default_rng(11)
+    x = rng.normal(0, 1, size=(2, 7, 3, 256)) * rng.choice([1e-6, 1.0, 1e4], size=(2, 7, 3, 1))
+    x[0, 0, 0] = 0.0
+    gain = rng.uniform(0.5, 1.5, size=256)
+    compiled = exact.rms_norm(x, gain, 1e-6)
+    monkeypatch.setattr(exact, "KERNELS", None)
+    assert np.array_equal(compiled, exact.rms_norm(x, gain, 1e-6))

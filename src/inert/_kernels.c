@@ -277,6 +277,57 @@ static PyObject *py_row_frequencies(PyObject *self, PyObject *args)
     return result;
 }
 
+/* ---------------------------------------------------------------- RMS norm
+ * exact.rms_norm's numpy arithmetic, row by row: amax = max |x|, unit = (amax or 1) / 2**20,
+ * xi = rint(x / unit) as int64, s = sum xi*xi (exact), mean_sq = ((s / n) * unit) * unit,
+ * y = (x / sqrt(mean_sq + eps)) * gain. */
+static void rms_rows(const double *x, const double *gain, double *y, Py_ssize_t R,
+                     Py_ssize_t n, double eps)
+{
+    for (Py_ssize_t r = 0; r < R; r++) {
+        const double *row = x + r * n;
+        double amax = 0.0;
+        for (Py_ssize_t k = 0; k < n; k++) {
+            double v = fabs(row[k]);
+            amax = v > amax ? v : amax;
+        }
+        double unit = (amax > 0.0 ? amax : 1.0) / 1048576.0; /* 2**20 */
+        int64_t sum_sq = 0;
+        for (Py_ssize_t k = 0; k < n; k++) {
+            int64_t xi = (int64_t)rint(row[k] / unit);
+            sum_sq += xi * xi;
+        }
+        double mean_sq = (((double)sum_sq / (double)n) * unit) * unit;
+        double d = sqrt(mean_sq + eps);
+        for (Py_ssize_t k = 0; k < n; k++)
+            y[r * n + k] = (row[k] / d) * gain[k];
+    }
+}
+
+static PyObject *py_rms_norm(PyObject *self, PyObject *args)
+{
+    Py_buffer x, gain, out;
+    Py_ssize_t R, n;
+    double eps;
+    if (!PyArg_ParseTuple(args, "y*y*w*nnd", &x, &gain, &out, &R, &n, &eps))
+        return NULL;
+    PyObject *result = NULL;
+    if (R < 0 || n < 1)
+        PyErr_SetString(PyExc_ValueError, "no rows or an empty row");
+    else if (x.len != R * n * 8 || gain.len != n * 8 || out.len != R * n * 8)
+        PyErr_SetString(PyExc_ValueError, "buffer sizes do not match (R, n)");
+    else {
+        Py_BEGIN_ALLOW_THREADS
+        rms_rows(x.buf, gain.buf, out.buf, R, n, eps);
+        Py_END_ALLOW_THREADS
+        result = Py_NewRef(Py_None);
+    }
+    PyBuffer_Release(&x);
+    PyBuffer_Release(&gain);
+    PyBuffer_Release(&out);
+    return result;
+}
+
 static PyObject *py_matmul_i16_i8(PyObject *self, PyObject *args)
 {
     Py_buffer a, w, out;
@@ -315,6 +366,8 @@ static PyMethodDef methods[] = {
     {"row_frequencies", py_row_frequencies, METH_VARARGS,
      "row_frequencies(logits, mass_table, out, R, V, codec): out (R, V) int64 = "
      "engine.logits_to_frequencies(logits (R, V) float64, codec)."},
+    {"rms_norm", py_rms_norm, METH_VARARGS,
+     "rms_norm(x, gain, out, R, n, eps): out (R, n) float64 = exact.rms_norm(x, gain, eps)."},
     {NULL, NULL, 0, NULL},
 };
 
