@@ -465,3 +465,18 @@ def test_explain_says_when_encode_would_store_the_work(
     (tmp_path / "w.txt").write_bytes(CORPUS)
     result = inert("explain", "w.txt", "-b", tiny_blob)
     assert "as is" not in result.stdout.decode()
+
+
+def test_a_backend_or_device_that_is_not_there_is_named(inert, tmp_path: Path) -> None:
+    """--device bogus, or cuda where there is none: one clear error, no key written."""
+    pytest.importorskip("torch")
+    import torch
+
+    (tmp_path / "w.txt").write_bytes(b"a work for the torch backend\n")
+    devices = ["bogus"] + ([] if torch.cuda.is_available() else ["cuda"])
+    for device in devices:
+        result = inert("encode", "w.txt", "-o", "w.key", "--backend", "torch", "--device", device)
+        message = result.stderr.decode()
+        assert result.returncode == 1 and "device" in message, message
+        assert "internal error" not in message and "Traceback" not in message, message
+        assert not (tmp_path / "w.key").exists()

@@ -479,24 +479,29 @@ def _torch_tensors(
     tensors: dict[str, np.ndarray], device: str | None
 ) -> tuple[Any, Any, dict[str, Any]]:
     """The array namespace, the device and the model's tensors on it (torch is optional)."""
+    from .errors import InertError
+
     try:
         import array_api_compat.torch as xp
         import torch
     except ImportError:
-        from .errors import InertError
-
         raise InertError(
             "the torch backend needs torch and array-api-compat",
             hint="pip install 'inert[torch]'",
         ) from None
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    with warnings.catch_warnings():  # the blob's read-only pages: torch only reads them
-        warnings.simplefilter("ignore", UserWarning)
-        return (
-            xp,
-            dev,
-            {name: torch.from_numpy(np.asarray(t)).to(dev) for name, t in tensors.items()},
-        )
+    try:
+        dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    except RuntimeError:
+        raise InertError(f"unknown device {device!r}", hint="cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InertError(f"no CUDA device here for --device {device}", hint="--device cpu")
+    try:
+        with warnings.catch_warnings():  # the blob's read-only pages: torch only reads them
+            warnings.simplefilter("ignore", UserWarning)
+            on_device = {n: torch.from_numpy(np.asarray(t)).to(dev) for n, t in tensors.items()}
+    except (RuntimeError, AssertionError) as e:  # out of device memory, a device torch lacks
+        raise InertError(f"cannot put the model on {dev}: {e}") from None
+    return xp, dev, on_device
 
 
 def _device_frequencies(xp: Any, logits: Any, codec: int) -> np.ndarray:
