@@ -22,6 +22,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import pairwise
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -367,7 +368,7 @@ class Engine:
                 logits = self.logits(q[a : a + block], scale[a : a + block], self.threads)
 
                 if self.xp is not np:  # the torch backend: one pass on its device
-                    freq[a : a + len(logits)] = _device_frequencies(self.xp, logits, codec)
+                    freq[a : a + len(logits)] = _device_frequencies(logits, codec)
                     continue
 
                 def part(i: int, j: int, _: int, a: int = a, logits: np.ndarray = logits) -> None:
@@ -415,16 +416,22 @@ def logits_to_frequencies(logits: np.ndarray, codec: int = 1) -> np.ndarray:
     return freq.reshape(logits.shape)
 
 
-def _row_frequencies_1(logits: np.ndarray) -> np.ndarray:
-    """(R, V) float64 logits -> (R, V) int64 frequencies: the arithmetic of codec 1."""
-    vocab = logits.shape[-1]
-    top = np.max(logits, axis=-1, keepdims=True)
-    mass = np.rint(exact.exp(logits - top) * EXP_ONE).astype(np.int64)  # (R, V) <= 2**30
-    total = np.sum(mass, axis=-1, keepdims=True)  # exact, >= 2**30
+def _row_frequencies_1(logits: Any) -> Any:
+    """(R, V) float64 logits -> (R, V) int64 frequencies: the arithmetic of codec 1 (numpy's
+    or torch's arrays: the standard's operations, each rounding as IEEE-754 says)."""
+    xp, vocab = exact.namespace(logits), logits.shape[-1]
+    top = xp.max(logits, axis=-1, keepdims=True)
+    mass = xp.astype(exact.rint(exact.exp(logits - top) * EXP_ONE), xp.int64)  # <= 2**30
+    total = xp.sum(mass, axis=-1, keepdims=True)  # exact, >= 2**30
     freq = mass * (FREQ_TOTAL - vocab) // total + 1  # < 2**54 before the division: exact
-    leftover = FREQ_TOTAL - np.sum(freq, axis=-1, keepdims=True)  # >= 0
-    top_token = np.argmax(mass, axis=-1)[:, None]  # the first most likely token takes the rest
-    np.put_along_axis(freq, top_token, np.take_along_axis(freq, top_token, -1) + leftover, -1)
+    return _leftover_to_top(xp, freq, mass)
+
+
+def _leftover_to_top(xp: ModuleType, freq: Any, mass: Any) -> Any:
+    """What the floored shares leave of FREQ_TOTAL (>= 0) goes to the first most likely token
+    (argmax returns the first maximum)."""
+    leftover = FREQ_TOTAL - xp.sum(freq, axis=-1)
+    freq[xp.arange(freq.shape[0], device=freq.device), xp.argmax(mass, axis=-1)] += leftover
     return freq
 
 
@@ -435,23 +442,21 @@ MASS_STEPS = 1024
 MASS_TABLE = np.rint(exact.exp(-np.arange(22528) / MASS_STEPS) * EXP_ONE).astype(np.int64)
 
 
-def _row_frequencies_2(logits: np.ndarray) -> np.ndarray:
+def _row_frequencies_2(logits: Any) -> Any:
     """(R, V) float64 logits -> (R, V) int64 frequencies: the arithmetic of codec 2."""
-    vocab = logits.shape[-1]
-    top = np.max(logits, axis=-1, keepdims=True)
-    steps = np.rint((top - logits) * MASS_STEPS)  # (R, V) >= 0
-    np.minimum(steps, len(MASS_TABLE) - 1, out=steps)
-    mass = MASS_TABLE[steps.astype(np.int64)]  # (R, V) <= 2**30
-    total = np.sum(mass, axis=-1, keepdims=True)  # exact, >= 2**30
-    share = (FREQ_TOTAL - vocab) / total  # (R, 1) float64, correctly rounded
-    freq = np.floor(mass * share).astype(np.int64) + 1  # each step correctly rounded
-    leftover = FREQ_TOTAL - np.sum(freq, axis=-1, keepdims=True)  # >= 0: shares floored
-    top_token = np.argmax(mass, axis=-1)[:, None]  # the first most likely token takes the rest
-    np.put_along_axis(freq, top_token, np.take_along_axis(freq, top_token, -1) + leftover, -1)
-    return freq
+    xp, (rows, vocab) = exact.namespace(logits), logits.shape
+    top = xp.max(logits, axis=-1, keepdims=True)
+    steps = xp.minimum(exact.rint((top - logits) * MASS_STEPS), float(len(MASS_TABLE) - 1))
+    table = xp.asarray(MASS_TABLE, device=logits.device)
+    mass = xp.take(table, xp.reshape(xp.astype(steps, xp.int64), (-1,)))  # <= 2**30 each
+    mass = xp.reshape(mass, (rows, vocab))
+    total = xp.sum(mass, axis=-1, keepdims=True)  # exact, >= 2**30
+    share = float(FREQ_TOTAL - vocab) / xp.astype(total, xp.float64)  # correctly rounded
+    freq = xp.astype(xp.floor(xp.astype(mass, xp.float64) * share), xp.int64) + 1
+    return _leftover_to_top(xp, freq, mass)
 
 
-ROW_FREQUENCIES = {1: _row_frequencies_1, 2: _row_frequencies_2}  # by codec version, numpy
+ROW_FREQUENCIES = {1: _row_frequencies_1, 2: _row_frequencies_2}  # by codec version
 
 
 def row_frequencies(logits: np.ndarray, codec: int, out: np.ndarray | None = None) -> np.ndarray:
@@ -504,27 +509,6 @@ def _torch_tensors(
     return xp, dev, on_device
 
 
-def _device_frequencies(xp: Any, logits: Any, codec: int) -> np.ndarray:
-    """ROW_FREQUENCIES[codec] in the standard's operations, on the logits' device, as numpy.
-
-    The same IEEE operations in the same order as the numpy functions above: exact's exp,
-    integer sums, a floor division of int64s (codec 1) or a float64 share floored (codec 2),
-    the leftover on the first most likely token (argmax returns the first maximum).
-    """
-    rows, vocab = logits.shape
-    top = xp.max(logits, axis=-1, keepdims=True)
-    if codec == 1:
-        mass = xp.astype(exact.rint(exact.exp(logits - top) * EXP_ONE), xp.int64)
-        total = xp.sum(mass, axis=-1, keepdims=True)
-        freq = mass * (FREQ_TOTAL - vocab) // total + 1
-    else:
-        steps = xp.minimum(exact.rint((top - logits) * MASS_STEPS), float(len(MASS_TABLE) - 1))
-        table = xp.asarray(MASS_TABLE, device=logits.device)
-        mass = xp.take(table, xp.reshape(xp.astype(steps, xp.int64), (-1,))).reshape(rows, vocab)
-        total = xp.sum(mass, axis=-1, keepdims=True)
-        share = float(FREQ_TOTAL - vocab) / xp.astype(total, xp.float64)
-        freq = xp.astype(xp.floor(xp.astype(mass, xp.float64) * share), xp.int64) + 1
-    leftover = FREQ_TOTAL - xp.sum(freq, axis=-1)
-    top_token = xp.argmax(mass, axis=-1)
-    freq[xp.arange(rows, device=logits.device), top_token] += leftover
-    return freq.cpu().numpy()
+def _device_frequencies(logits: Any, codec: int) -> np.ndarray:
+    """ROW_FREQUENCIES[codec] on the logits' device (the torch backend), as numpy."""
+    return ROW_FREQUENCIES[codec](logits).cpu().numpy()

@@ -124,16 +124,12 @@ def quantize(x: Any) -> tuple[Any, Any]:
     xp = namespace(x)
     amax = xp.max(xp.abs(x), axis=-1)  # (...,) order-free reduction
     safe = xp.where(amax > 0.0, amax, 1.0)
-    q = _rint(xp, x / safe[..., None] * ACT_MAX)
+    q = rint(x / safe[..., None] * ACT_MAX)
     return q, divide(amax, ACT_MAX)
 
 
-def _rint(xp: ModuleType, x: Any) -> Any:
-    return np.rint(x) if xp is np else xp.round(x)  # both: to nearest, ties to even
-
-
 def rint(x: Any) -> Any:
-    """x rounded to the nearest integer, ties to even (numpy: in place)."""
+    """x rounded to the nearest integer, ties to even (numpy: in place, so x is a temporary)."""
     return np.rint(x, out=x) if isinstance(x, np.ndarray) else namespace(x).round(x)
 
 
@@ -219,7 +215,7 @@ def rms_norm(x: Any, gain: Any, eps: float) -> Any:
     xp = namespace(x)
     amax = xp.max(xp.abs(x), axis=-1, keepdims=True)
     unit = xp.where(amax > 0.0, amax, 1.0) / 2.0**20
-    xi = xp.astype(_rint(xp, x / unit), xp.int64)  # |xi| <= 2**20
+    xi = xp.astype(rint(x / unit), xp.int64)  # |xi| <= 2**20
     sum_sq = xp.sum(xi * xi, axis=-1, keepdims=True)  # exact: < 2**40 * n
     mean_sq = divide(xp.astype(sum_sq, xp.float64), x.shape[-1]) * unit * unit
     return x / xp.sqrt(mean_sq + eps) * gain
