@@ -21,6 +21,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from model_codec import print_header
+
 ROOT = Path(__file__).resolve().parent.parent
 
 # Runs in a fresh interpreter with the revision's src/ first on sys.path: only APIs that
@@ -89,8 +91,7 @@ def main() -> None:
         f"this tree against {rev}; blob {args.blob}; {args.threads} threads; median of {args.runs}"
     )
     header = "| file | KB | tokens | encode KB/s (was) | decode KB/s (was) | encode t/s (was) | decode t/s (was) | encode ratio | decode ratio | peak RSS (was) |"
-    print(header)
-    print("|---|" + "---:|" * (header.count("|") - 2))
+    print_header(header)
     with tempfile.TemporaryDirectory() as tmp:
         old = Path(tmp) / "old"
         subprocess.run(

@@ -76,6 +76,12 @@ print(os.waitstatus_to_exitcode(status), usage.ru_maxrss * 1024)
 """
 
 
+def print_header(header: str) -> None:
+    """A markdown table's header row and its rule (the first column left, the rest right)."""
+    print(header)
+    print("|---|" + "---:|" * (header.count("|") - 2))
+
+
 def peak_rss(args: list[str]) -> tuple[float, int]:
     """Seconds and peak resident memory (bytes) of a command that must succeed."""
     start = time.perf_counter()

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from model_codec import INERT
+from model_codec import INERT, print_header
 from model_codec import peak_rss as run  # seconds and peak RSS of a command that must succeed
 
 
@@ -83,8 +83,7 @@ def main() -> None:
         f"model {gguf.name}; inert segments of {args.segment_tokens} tokens; {args.threads} threads"
     )
     header = "| file | bytes | llama.cpp bits | inert key bits | key / llama.cpp | llama.cpp batch t/s | llama.cpp step t/s | inert encode t/s | inert decode t/s | encode RSS | decode RSS |"
-    print(header)
-    print("|---|" + "---:|" * (header.count("|") - 2))
+    print_header(header)
     with tempfile.TemporaryDirectory() as tmp:
         for path in args.files:
             work = path.read_bytes()
