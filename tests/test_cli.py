@@ -408,7 +408,7 @@ def test_model_key_with_the_wrong_blob_writes_nothing(
     inert, tmp_path: Path, tiny_blob: Path, pad_path: Path
 ) -> None:
     (tmp_path / "w.txt").write_bytes((Path(__file__).parent / "golden" / "corpus.txt").read_bytes())
-    inert("encode", "w.txt", "-b", tiny_blob, "-o", "k")
+    inert("encode", "w.txt", "-b", tiny_blob, "--model-key", "-o", "k")
     result = inert("decode", "k", "-b", pad_path, "-o", "out")
     assert result.returncode == 1 and "wrong blob" in err(result)
     assert not (tmp_path / "out").exists()
@@ -424,21 +424,22 @@ def test_explain_agrees_with_encode(inert, tmp_path: Path, tiny_blob: Path) -> N
     assert result.returncode == 0, err(result)
     assert "held by the blob" in result.stdout.decode()
     ledger = json.loads((tmp_path / "ledger.json").read_text())
-    assert inert("encode", "w.txt", "-b", tiny_blob, "-o", "k").returncode == 0
+    assert inert("encode", "w.txt", "-b", tiny_blob, "--model-key", "-o", "k").returncode == 0
     _, payload = parse_key((tmp_path / "k").read_bytes())
     assert abs(ledger["totals"]["key_bits"] - 8 * len(payload)) < 1e-6
     assert ledger["reference"]["name"].startswith("classical:")
     assert len(ledger["tokens"]) == ledger["totals"]["tokens"]
-    # codec 1, the model alone: the key and the ledger agree too
-    assert inert("encode", "w.txt", "-b", tiny_blob, "--codec", "1", "-o", "k1").returncode == 0
-    assert (
-        inert("explain", "w.txt", "-b", tiny_blob, "--codec", "1", "--json", "l1.json").returncode
-        == 0
-    )
-    _, payload1 = parse_key((tmp_path / "k1").read_bytes())
-    ledger1 = json.loads((tmp_path / "l1.json").read_text())
-    assert abs(ledger1["totals"]["key_bits"] - 8 * len(payload1)) < 1e-6
-    assert ledger1["totals"]["repeat_bits"] == 0 and len(payload1) != len(payload)
+    # every codec, with the model alone (1, 3) or not (2): the key and the ledger agree too
+    for version in "123":
+        k, j = f"k{version}", f"l{version}.json"
+        args = ("-b", tiny_blob, "--codec", version)
+        assert inert("encode", "w.txt", *args, "--model-key", "-o", k).returncode == 0
+        assert inert("explain", "w.txt", *args, "--json", j).returncode == 0
+        _, payload1 = parse_key((tmp_path / k).read_bytes())
+        ledger1 = json.loads((tmp_path / j).read_text())
+        assert abs(ledger1["totals"]["key_bits"] - 8 * len(payload1)) < 1e-6
+        assert (ledger1["totals"]["repeat_bits"] == 0) == (version != "2")
+        assert len(payload1) != len(payload)
     assert "".join(t["text"] for t in ledger["tokens"]) == (tmp_path / "w.txt").read_text()
 
 

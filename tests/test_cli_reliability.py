@@ -186,7 +186,7 @@ def test_a_model_blob_damaged_in_the_store_or_on_disk_is_named(
     inert, tmp_path: Path, tiny_blob: Path
 ) -> None:
     (tmp_path / "w.txt").write_bytes(CORPUS[:500])
-    assert inert("encode", "w.txt", "-b", tiny_blob, "-o", "k").returncode == 0
+    assert inert("encode", "w.txt", "-b", tiny_blob, "--model-key", "-o", "k").returncode == 0
     stored = Path(inert("blob", "add", tiny_blob).stdout.decode().split(": ", 1)[1].strip())
     make_writable_and(stored, append_byte)
     in_store = inert("decode", "k", "-o", "out")
@@ -260,10 +260,16 @@ def test_a_model_key_whose_code_is_invalid_is_called_damaged(inert, tmp_path: Pa
     from inert.errors import ChecksumError
 
     work = CORPUS[:120]
-    key = bytearray(codec.model_key(work, tiny, codec.CodecSettings(segment_tokens=8))[0])
+    settings = codec.CodecSettings(segment_tokens=8, codec=2)
+    key = bytearray(codec.model_key(work, tiny, settings)[0])
     key[732 // 8] ^= 1 << (732 % 8)  # a flip constriction's decoder asserts on
     with pytest.raises(ChecksumError, match="does not decode"):
         codec.decode_work(bytes(key), tiny)
+    # inert's own coder decodes every code: its damage is the checksum's to find
+    flipped = bytearray(codec.model_key(work, tiny, codec.CodecSettings(segment_tokens=8))[0])
+    flipped[-5] ^= 0x10
+    with pytest.raises(ChecksumError, match="the key is damaged"):
+        codec.decode_work(bytes(flipped), tiny)
     (tmp_path / "k").write_bytes(bytes(key))
     result = inert("decode", "k", "-b", tiny.blob.path, "-o", "out")
     assert result.returncode == 1 and "the key is damaged" in err(result)
@@ -274,7 +280,7 @@ def test_join_given_keys_that_are_not_shares(
     inert, tmp_path: Path, pad_path: Path, tiny_blob: Path
 ) -> None:
     (tmp_path / "w.txt").write_bytes(CORPUS[:300])
-    inert("encode", "w.txt", "-b", tiny_blob, "-o", "model.key")
+    inert("encode", "w.txt", "-b", tiny_blob, "--model-key", "-o", "model.key")
     inert("encode", "w.txt", "-b", pad_path, "-o", "pad.key")
     result = inert("join", "model.key", "pad.key", "-o", "out")
     assert result.returncode == 1

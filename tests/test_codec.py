@@ -30,7 +30,8 @@ def test_any_work_round_trips(tiny, work: bytes) -> None:
 
 def test_segments_decode_in_lockstep_batches(tiny) -> None:
     work = TEXT * 3
-    key, stats = codec.encode_work(work, tiny, codec.CodecSettings(segment_tokens=20))
+    settings = codec.CodecSettings(segment_tokens=20, codec=1)  # lanes are codec 1's freedom
+    key, stats = codec.model_key(work, tiny, settings)
     assert stats.segments > 10
     header, payload = parse_key(key)
     out = io.BytesIO()
@@ -52,14 +53,16 @@ def test_a_100_kb_work_round_trips(tiny) -> None:
     assert codec.decode_work(key, tiny) == work
 
 
-def test_codec_2_uses_the_works_repeats_across_groups(tiny) -> None:
+@pytest.mark.parametrize("mixed, alone", [(2, 1), (4, 3)])
+def test_the_history_codecs_use_the_works_repeats_across_groups(tiny, mixed, alone) -> None:
     work = TEXT * 4  # copies 2 to 4 repeat the first
-    tiny_segments = codec.CodecSettings(segment_tokens=4)  # > 256 segments: several groups
+    tiny_segments = codec.CodecSettings(segment_tokens=4, codec=mixed)  # > 256 segments
     key2, stats2 = codec.model_key(work, tiny, tiny_segments)
-    key1, _ = codec.model_key(work, tiny, replace(tiny_segments, codec=1))
+    key1, _ = codec.model_key(work, tiny, replace(tiny_segments, codec=alone))
     assert stats2.segments > 256  # the later copies lie in the second group
-    assert parse_key(key2)[0].param("codec") == 2 and parse_key(key1)[0].param("codec") == 1
-    assert len(key2) < 0.9 * len(key1)  # (segments of 4 tokens: flushes weigh heavily)
+    assert parse_key(key2)[0].param("codec") == mixed
+    assert parse_key(key1)[0].param("codec") == alone
+    assert len(key2) < 0.9 * len(key1)
     assert codec.decode_work(key2, tiny) == work
     assert codec.decode_work(key1, tiny) == work
 
@@ -67,9 +70,9 @@ def test_codec_2_uses_the_works_repeats_across_groups(tiny) -> None:
 def test_unknown_codec_is_refused(tiny) -> None:
     key, _ = codec.model_key(b"some text", tiny, codec.CodecSettings(codec=1))
     header, payload = parse_key(key)
-    params = (*header.params[:2], 3)
+    params = (*header.params[:2], 5)
     forged = replace(header, params=params).to_bytes() + bytes(payload)
-    with pytest.raises(KeyFormatError, match="codec version 3"):
+    with pytest.raises(KeyFormatError, match="codec version 5"):
         codec.decode_work(forged, tiny)
 
 
@@ -105,10 +108,14 @@ def test_flipped_payload_bit_fails_the_checksum(tiny) -> None:
         codec.decode_work(bytes(key), tiny)
 
 
-def test_truncated_key_is_a_format_error(tiny) -> None:
-    key = codec.encode_work(TEXT, tiny)[0]
-    with pytest.raises(KeyFormatError, match="truncated"):
-        codec.decode_work(key[:-3], tiny)
+@pytest.mark.parametrize("version", codec.CODECS)
+def test_truncated_key_is_an_error_that_says_so(tiny, version) -> None:
+    key = codec.model_key(TEXT, tiny, codec.CodecSettings(codec=version))[0]
+    # codecs 1-2 state each segment's length; the one stream of 3-4 has none: its checksum
+    error = KeyFormatError if version < 3 else ChecksumError
+    for cut in (1, 3, len(key) // 2):
+        with pytest.raises(error, match="truncated"):
+            codec.decode_work(key[:-cut], tiny)
 
 
 def test_incompressible_work_is_stored_with_only_a_header(tiny) -> None:

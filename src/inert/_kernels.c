@@ -158,13 +158,14 @@ static PyObject *py_linear(PyObject *self, PyObject *args)
 
 /* ---------------------------------------------------------------- frequencies
  * Logits -> the integer frequency table of one row, exactly engine.py's numpy arithmetic
- * (codec 1: the exp polynomial of exact.py; codec 2: the mass table), element by element in
+ * (codec 1: the exp polynomial of exact.py; codecs 2 and 3: the mass table, rows summing to
+ * 2**24 and 2**31), element by element in
  * the same IEEE operations. Sums are of integers (exact in any order); the argmax is the
  * first maximum, as numpy's.
  */
 #define LOG2_E 1.4426950408889634
 #define LN_2 0.6931471805599453
-#define FREQ_TOTAL (1LL << 24)
+#define FREQ_TOTAL(codec) ((codec) == 3 ? 1LL << 31 : 1LL << 24)
 #define EXP_ONE 1073741824.0 /* 2**30 */
 #define MASS_STEPS 1024.0
 
@@ -240,15 +241,15 @@ static void row_frequencies(const double *logits, Py_ssize_t V, int codec,
     }
     int64_t sum = 0;
     if (codec == 1)
-        sum = shares(mass, V, FREQ_TOTAL - V, total, freq);
+        sum = shares(mass, V, FREQ_TOTAL(1) - V, total, freq);
     else {
-        double share = (double)(FREQ_TOTAL - V) / (double)total;
+        double share = (double)(FREQ_TOTAL(codec) - V) / (double)total;
         for (Py_ssize_t v = 0; v < V; v++) {
             freq[v] = (int64_t)((double)mass[v] * share) + 1; /* >= 0: truncation is floor */
             sum += freq[v];
         }
     }
-    freq[top_token] += FREQ_TOTAL - sum;
+    freq[top_token] += FREQ_TOTAL(codec) - sum;
 }
 
 static PyObject *py_row_frequencies(PyObject *self, PyObject *args)
@@ -259,7 +260,7 @@ static PyObject *py_row_frequencies(PyObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "y*y*w*nni", &logits, &table, &out, &R, &V, &codec))
         return NULL;
     PyObject *result = NULL;
-    if (R < 0 || V < 1 || (codec != 1 && codec != 2) || table.len < 8)
+    if (R < 0 || V < 1 || (codec < 1 || codec > 3) || table.len < 8)
         PyErr_SetString(PyExc_ValueError, "no rows, no vocabulary, or an unknown codec");
     else if (logits.len != R * V * 8 || out.len != R * V * 8)
         PyErr_SetString(PyExc_ValueError, "buffer sizes do not match (R, V)");

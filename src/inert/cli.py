@@ -217,9 +217,10 @@ quiet_option = click.option(
 codec_option = click.option(
     "--codec",
     "codec_version",
-    type=click.Choice(["1", "2"]),
-    help="Model blobs: 2 also uses the work's own repeats; 1 the model alone "
-    "[default: 2 for models inert trained, 1 for imported ones].",
+    type=click.Choice(["1", "2", "3", "4"]),
+    help="Model blobs: 4 codes with the model and the work's own repeats, 3 with the model "
+    "alone (1 and 2: their predecessors, at 2^24 with constriction's coder) "
+    "[default: 4 for models inert trained, 3 for imported ones].",
 )
 
 
@@ -300,6 +301,11 @@ def cli(debug: bool) -> None:
     help="Model blobs: tokens per independently coded segment [default: 512, at most the model's context].",
 )
 @codec_option
+@click.option(
+    "--model-key",
+    is_flag=True,
+    help="Model blobs: write the model's key even where a classical or stored one is smaller.",
+)
 @threads_option
 @force_option
 @quiet_option
@@ -310,6 +316,7 @@ def encode(
     offset: int | None,
     segment_tokens: int | None,
     codec_version: str | None,
+    model_key: bool,
     threads: int,
     force: bool,
     quiet: bool,
@@ -317,8 +324,10 @@ def encode(
     """Encode WORK (a file, or - for stdin) into a key.
 
     With a model blob (the default) the key is the arithmetic code of the work's tokens under
-    the model, sharpened by what the work itself repeats; a work the model would only
-    enlarge (random or compressed data) is stored as is, one header longer. With a pad blob the key holds work XOR pad[offset : offset+len]. The offset is drawn at
+    the model, sharpened by what the work itself repeats — or, where smaller, the work
+    compressed by the best classical method (xz's LZMA2, zstd, brotli, bzip2, PPMd), or the
+    work as is: no key is more than a header larger than the best classical result. Binary
+    data skips the model, incompressible data is stored at once. With a pad blob the key holds work XOR pad[offset : offset+len]. The offset is drawn at
     random among the pad ranges not yet used on this machine; reusing pad bytes for two
     works leaks the XOR of the two works, so inert refuses unless --offset says so.
     """
@@ -328,7 +337,9 @@ def encode(
     if blob.kind is Kind.MODEL:
         if offset is not None:
             raise click.UsageError("--offset applies to pad blobs only; this blob is a model")
-        encode_with_model(work, blob, output, segment_tokens, codec_version, threads, force, quiet)
+        encode_with_model(
+            work, blob, output, segment_tokens, codec_version, model_key, threads, force, quiet
+        )
     else:
         encode_with_pad(work, blob, store, output, offset, force, quiet)
 
@@ -402,6 +413,7 @@ def encode_with_model(
     output: str,
     segment_tokens: int | None,
     version: str | None,
+    model_key: bool,
     threads: int,
     force: bool,
     quiet: bool,
@@ -409,7 +421,7 @@ def encode_with_model(
     from . import codec
 
     loaded = codec.load_model(blob, threads)
-    settings = codec_settings(loaded, version, segment_tokens)
+    settings = replace(codec_settings(loaded, version, segment_tokens), smallest=not model_key)
     with open_input(work, "the work") as (src, length):
         data = src.read()
     if len(data) != length:
@@ -420,12 +432,23 @@ def encode_with_model(
             key, stats = codec.encode_work(data, loaded, settings, progress)
         out.write(key)
     bpb = 8 * len(key) / length if length else 0.0
-    how = (
-        "stored as is: the model would have enlarged it"
-        if stats.stored
-        else f"{plural(stats.tokens, 'token')} in {plural(stats.segments, 'segment')}, "
-        f"model {blob.id_hex}"
-    )
+    if stats.kind is Kind.MODEL:
+        how = (
+            f"{plural(stats.tokens, 'token')} in {plural(stats.segments, 'segment')}, "
+            f"model {blob.id_hex}"
+        )
+    else:
+        why = (
+            "smaller than the model's key"
+            if stats.model_ran
+            else "binary data: the model was not run"
+        )
+        how = (
+            f"compressed with {stats.method}: {why}"
+            if stats.kind is Kind.CLASSICAL
+            else "stored as is: "
+            + ("the model would have enlarged it" if stats.model_ran else "incompressible data")
+        )
     info(
         quiet or output == STDIO,
         f"{work} -> {output}: key of {len(key)} bytes, {bpb:.3f} bits per byte ({how})",
@@ -464,16 +487,20 @@ def decode(
             )
         if header.kind in (Kind.PAD, Kind.STORED):
             check_payload_length(header, key_length - src.tell())
-        if header.kind is Kind.STORED:  # the work itself, no blob needed
+        if header.kind in (Kind.STORED, Kind.CLASSICAL):  # no blob needed
             from . import codec
 
             with atomic_output(
                 output, force=force, content="work", size=header.work_length, inputs=[key]
             ) as out:
-                codec.decode_stored(src, header, out)
+                if header.kind is Kind.STORED:
+                    codec.decode_stored(src, header, out)
+                else:
+                    codec.decode_classical(src, header, out)
             info(
                 quiet or output == STDIO,
-                f"{key} -> {output}: {header.work_length} bytes (stored), checksum verified",
+                f"{key} -> {output}: {header.work_length} bytes ({header.kind.label}), "
+                "checksum verified",
             )
             return
         blob = find_blob(Store(), header, blob_ref)

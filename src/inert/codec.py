@@ -1,12 +1,13 @@
 """Model keys: work -> tokens -> segments -> frequency tables -> range coder -> key, and back.
 
-The work's tokens are cut into segments of `segment_tokens`; each segment is coded on its
-own, its context starting from the blob's BOS token, so segments can be evaluated in
-batches when encoding and decoded in lockstep (one token of every segment per step, with
-a KV cache) when decoding. A segment's code is constriction's range coder driven by the
-engine's integer frequency tables — in codec 2 with the work's own repeats mixed in, in
-the order the lockstep decoder learns them (history.py); its length in bits is Σ -log2 p
-plus < 64 bits of flush.
+The work's tokens are cut into segments of `segment_tokens`; each segment's context starts
+from the blob's BOS token, so segments can be evaluated in batches when encoding and decoded
+in lockstep (one token of every segment per step, with a KV cache) when decoding. Codecs 3
+and 4 (the default) code every token of the key in one stream of inert's own range coder
+(rangecoder.py), in the lockstep decoder's order, with tables summing to 2^31: the key is
+Σ -log2 p plus at most 8 bits of flush. Codecs 2 and 4 mix the work's own repeats into the
+model's tables, in the order the decoder learns them (history.py). Codecs 1 and 2, which
+code each segment with constriction's coder at 2^24, keep decoding.
 """
 
 from __future__ import annotations
@@ -26,20 +27,44 @@ from typing import BinaryIO, TypeVar
 import constriction
 import numpy as np
 
-from .engine import FREQ_TOTAL, Engine, table_rows
+from . import classical, rangecoder
+from .engine import FREQ_TOTALS, Engine, table_rows
 from .errors import ChecksumError, InertError, KeyFormatError
-from .history import GROUP, History, Predictions, mix, replay, rows_of
-from .keyfile import KeyHeader, Kind, pack_segments, read_header, unpack_segments
+from .history import (
+    GROUP,
+    ORDERS_OF,
+    History,
+    Predictions,
+    coded_intervals,
+    mix,
+    mixed_cumulative,
+    replay,
+    rows_of,
+    sparse,
+)
+from .keyfile import (
+    STREAM_CODECS,
+    KeyHeader,
+    Kind,
+    check_stream,
+    pack_segments,
+    read_header,
+    unpack_segments,
+)
 from .modelfile import Model, read_model
 from .store import Blob, check_blob
 from .streams import Progress
 
 # Version 1 of the codec: engine arithmetic of engine.py/exact.py, 24-bit frequency tables,
-# constriction 0.5's RangeEncoder with Categorical(perfect=False). Version 2: the same, with
-# the work's own repeats mixed in (history.py). Changing any of these changes keys: bump it,
-# and keep decoding every earlier version.
-CODEC_VERSION = 2
-CODECS = (1, 2)
+# constriction 0.5's RangeEncoder with Categorical(perfect=False), a code per segment.
+# Version 2: the same, with the work's own repeats mixed in (history.py). Version 3: one
+# stream of inert's range coder for the whole key, tables at 2^31. Version 4: version 3
+# with the repeats of contexts of 1, 2, 3, 4 and 6 tokens mixed into the tables' running
+# sums. Changing any of these changes keys: add a version, and keep decoding every earlier one.
+CODEC_VERSION = 4
+CODECS = (1, 2, 3, 4)
+HISTORY_CODECS = (2, 4)
+TABLE_CODEC = {1: 1, 2: 2, 3: 3, 4: 3}  # the engine's table arithmetic of each codec
 T = TypeVar("T")
 
 
@@ -51,22 +76,25 @@ class CodecSettings:
     # segments evaluated together when encoding, at most (see encode_batch_for); the engine
     # is batch-invariant, so it never changes a key
     encode_batch: int = 4
-    # segments decoded in lockstep (codec 1; codec 2 always decodes history.GROUP): more
+    # segments decoded in lockstep (codec 1; the others always decode history.GROUP): more
     # lanes amortize each step's overhead; this, not the work's size, bounds decoding memory
     decode_lanes: int = 256
-    # written into every key: 2 mixes the work's own repeats into the model's tables
+    # written into every key: 4 (and 2) mix the work's own repeats into the model's tables
     codec: int = CODEC_VERSION
+    # encode_work's key: the smallest of the model's, a classical and a stored one; False:
+    # the model's (to study a model, or test it)
+    smallest: bool = True
 
 
 def default_settings(loaded: LoadedModel) -> CodecSettings:
     """The settings a blob codes best with when nobody says otherwise.
 
-    Codec 2's fixed mix of the work's repeats makes up for what a small model forgets
-    (20-35 % smaller keys with inert's own 1.3 M-parameter blobs), but costs a real model
-    that remembers its whole context: +3.4 % on Gemma 3 270M (4,808 against 4,648 bits on
-    3 KB of docs/FORMAT.md). Imported blobs code with the model alone.
+    The fixed mix of the work's repeats (codecs 2 and 4) makes up for what a small model
+    forgets (20-35 % smaller keys with inert's own 1.3 M-parameter blobs), but costs a real
+    model that remembers its whole context: +3.4 % on Gemma 3 270M (4,808 against 4,648
+    bits on 3 KB of docs/FORMAT.md). Imported blobs code with the model alone (codec 3).
     """
-    return CodecSettings(codec=1 if loaded.model.source else CODEC_VERSION)
+    return CodecSettings(codec=3 if loaded.model.source else CODEC_VERSION)
 
 
 @dataclass
@@ -214,11 +242,17 @@ def segment_tables(
 
 @dataclass
 class EncodeStats:
-    tokens: int
+    tokens: int  # 0 where the model did not run
     segments: int
-    ideal_bits: float  # Σ -log2(freq/FREQ_TOTAL) over the coded tokens
-    payload_bytes: int  # of the model key (also when a stored key was returned instead)
-    stored: bool = False  # the model would have enlarged the work: the key stores it as is
+    ideal_bits: float  # Σ -log2 p over the coded tokens, as coded
+    payload_bytes: int  # of the model key (also when another key was returned instead)
+    kind: Kind = Kind.MODEL  # the key returned: model, classical or stored
+    method: str = ""  # the classical method of a classical key
+    model_ran: bool = True
+
+    @property
+    def stored(self) -> bool:
+        return self.kind is Kind.STORED
 
 
 class SegmentCoder:
@@ -245,17 +279,18 @@ def coded_tables(engine: Engine, tokens: np.ndarray, settings: CodecSettings) ->
     before mixing in place."""
     size = settings.segment_tokens
     batch = encode_batch_for(settings)
-    if settings.codec == 1:
-        yield from ahead(segment_tables(engine, tokens, size, batch, 1))
+    table_codec = TABLE_CODEC[settings.codec]
+    if settings.codec not in HISTORY_CODECS:
+        yield from ahead(segment_tables(engine, tokens, size, batch, table_codec))
         return
-    history = History(engine.config.vocab_size)
+    history = History(engine.config.vocab_size, ORDERS_OF[settings.codec])
     bounds = segment_bounds(len(tokens), size)
     for first in range(0, len(bounds), GROUP):
         lo, hi = bounds[first][0], bounds[min(first + GROUP, len(bounds)) - 1][1]
         group = [tokens[a:b].tolist() for a, b in bounds[first : first + GROUP]]
         with ThreadPoolExecutor(1) as helper:  # the replay runs while the engine starts
             replayed = helper.submit(replay, history, group)
-            for tables in ahead(segment_tables(engine, tokens[lo:hi], size, batch, 2)):
+            for tables in ahead(segment_tables(engine, tokens[lo:hi], size, batch, table_codec)):
                 found = replayed.result()[tables.start // size]
                 tables.predictions = rows_of(found, tables.offset, len(tables.freq))
                 tables.start += lo
@@ -275,7 +310,8 @@ def encode_batch_for(settings: CodecSettings) -> int:
 def encode_tokens(
     engine: Engine, tokens: np.ndarray, settings: CodecSettings, progress: Progress | None = None
 ) -> tuple[list[np.ndarray], float]:
-    """Code each segment; returns the words (uint32) of every segment and the ideal bit count."""
+    """Codecs 1 and 2: code each segment; returns the words (uint32) of every segment and
+    the ideal bit count."""
     segments: list[np.ndarray] = []
     ideal = 0.0
     coder = SegmentCoder()
@@ -283,7 +319,7 @@ def encode_tokens(
         freq = mix(tables.freq, tables.predictions, inplace=True)
         symbols = tokens[tables.first : tables.first + len(freq)]
         coder.code(symbols, freq)
-        ideal -= float(np.sum(np.log2(freq[np.arange(len(freq)), symbols] / FREQ_TOTAL)))
+        ideal -= float(np.sum(np.log2(freq[np.arange(len(freq)), symbols] / FREQ_TOTALS[1])))
         if tables.ends_segment:
             segments.append(coder.words())
             coder = SegmentCoder()
@@ -292,19 +328,90 @@ def encode_tokens(
     return segments, ideal
 
 
+def token_intervals(
+    engine: Engine, tokens: np.ndarray, settings: CodecSettings, progress: Progress | None = None
+) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """Codecs 3 and 4: (first token, starts, sizes) of blocks of the work's tokens, each
+    token's interval in its coded table (the model's, with the repeats mixed in by codec 4)."""
+    vocab = engine.config.vocab_size
+    for tables in coded_tables(engine, tokens, settings):
+        symbols = tokens[tables.first : tables.first + len(tables.freq)]
+        start, size = rangecoder.intervals(tables.freq, symbols)
+        if tables.predictions:
+            part = sparse(tables.predictions, len(symbols), vocab, rangecoder.TOTAL)
+            start, size = coded_intervals(start, size, symbols, part)
+        if progress:
+            progress(len(symbols))
+        yield tables.first, start, size
+
+
+def decode_order(token_count: int, segment_tokens: int) -> np.ndarray:
+    """The work positions (N,) int64 in the order the lockstep decoder reads them: group by
+    group of GROUP segments, position by position, segment by segment."""
+    bounds = segment_bounds(token_count, segment_tokens)
+    out = []
+    for first in range(0, len(bounds), GROUP):
+        starts = np.array([a for a, _ in bounds[first : first + GROUP]], dtype=np.int64)
+        lengths = np.array([b - a for a, b in bounds[first : first + GROUP]], dtype=np.int64)
+        at = np.arange(segment_tokens, dtype=np.int64)[:, None]  # (position, 1)
+        positions = starts[None, :] + at  # (position, segment), read row by row
+        out.append(positions[at < lengths[None, :]])
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+
+
+def encode_stream(
+    engine: Engine, tokens: np.ndarray, settings: CodecSettings, progress: Progress | None = None
+) -> tuple[bytes, float]:
+    """Codecs 3 and 4: the key's payload — every token in one stream, in decoding order —
+    and the ideal bit count. Two integers per token wait for the stream, not tables."""
+    starts = np.zeros(len(tokens), dtype=np.int64)
+    sizes = np.ones(len(tokens), dtype=np.int64)
+    for first, start, size in token_intervals(engine, tokens, settings, progress):
+        starts[first : first + len(start)] = start
+        sizes[first : first + len(size)] = size
+    order = decode_order(len(tokens), settings.segment_tokens)
+    coder = rangecoder.Encoder()
+    last = tokens[order] == engine.config.vocab_size - 1
+    coder.encode_all(starts[order].tolist(), sizes[order].tolist(), last.tolist())
+    ideal = float(np.sum(rangecoder.TOTAL_BITS - np.log2(sizes)))
+    return coder.finish(), ideal
+
+
+INCOMPRESSIBLE = 0.97  # zstd -1 saves under 3 %: random or compressed data, stored at once
+
+
 def encode_work(
     work: bytes,
     loaded: LoadedModel,
     settings: CodecSettings = CodecSettings(),
     progress: Progress | None = None,
 ) -> tuple[bytes, EncodeStats]:
-    """The key of `work` under a model blob, or a stored key if that is smaller."""
-    key, stats = model_key(work, loaded, settings, progress)
-    stored = stored_key(work)
-    if len(stored) < len(key):  # e.g. compressed or random data: never grow by more than a header
-        stats.stored = True
-        return stored, stats
-    return key, stats
+    """The smallest key of `work`: its model key, a classical key or a stored key.
+
+    Incompressible data (zstd -1 saves under 3 %) is stored without more ado; binary data
+    (over 1 % of bytes no text holds) is compressed classically without the model's time;
+    text is coded by the model and by every classical method, and the smallest wins (the
+    model's key on ties). So no key is larger than min(best classical, stored) + its header.
+    """
+    if not settings.smallest:
+        return model_key(work, loaded, settings, progress)
+    keys: list[tuple[bytes, EncodeStats]] = []
+    if classical.probe_ratio(work) < INCOMPRESSIBLE:
+        if not classical.looks_binary(work):
+            keys.append(model_key(work, loaded, settings, progress))
+        method, payload = classical.smallest(work)
+        header = KeyHeader(Kind.CLASSICAL, bytes(8), len(work), (method,), zlib.crc32(work))
+        keys.append((header.to_bytes() + payload, _other(keys, Kind.CLASSICAL, method)))
+    keys.append((stored_key(work), _other(keys, Kind.STORED)))
+    return min(keys, key=lambda k: len(k[0]))
+
+
+def _other(keys: list[tuple[bytes, EncodeStats]], kind: Kind, method: int = 0) -> EncodeStats:
+    """The stats of a key that is not the model's: the model's figures if it ran."""
+    name = classical.METHODS[method][0] if method else ""
+    if keys and keys[0][1].kind is Kind.MODEL:
+        return replace(keys[0][1], kind=kind, method=name)
+    return EncodeStats(0, 0, 0.0, 0, kind, name, model_ran=False)
 
 
 def model_key(
@@ -319,7 +426,12 @@ def model_key(
     segment_tokens = min(settings.segment_tokens, loaded.model.config.max_seq_len)
     settings = replace(settings, segment_tokens=segment_tokens)
     tokens = loaded.model.vocab.tokenize(work)
-    segments, ideal = encode_tokens(loaded.engine, tokens, settings, progress)
+    segment_count = len(segment_bounds(len(tokens), segment_tokens))
+    if settings.codec in STREAM_CODECS:
+        payload, ideal = encode_stream(loaded.engine, tokens, settings, progress)
+    else:
+        segments, ideal = encode_tokens(loaded.engine, tokens, settings, progress)
+        payload = pack_segments(segments)
     header = KeyHeader(
         Kind.MODEL,
         loaded.blob.id,
@@ -327,8 +439,8 @@ def model_key(
         (segment_tokens, len(tokens), settings.codec),
         zlib.crc32(work),
     )
-    payload = pack_segments(segments)
-    return header.to_bytes() + payload, EncodeStats(len(tokens), len(segments), ideal, len(payload))
+    stats = EncodeStats(len(tokens), segment_count, ideal, len(payload))
+    return header.to_bytes() + payload, stats
 
 
 def stored_key(work: bytes) -> bytes:
@@ -355,7 +467,7 @@ def decode_stored(key: BinaryIO, header: KeyHeader, out: BinaryIO) -> None:
 
 def decode_segments(
     engine: Engine,
-    segments: list[np.ndarray],
+    code: list[np.ndarray] | rangecoder.Decoder,
     token_count: int,
     segment_tokens: int,
     lanes: int,
@@ -364,22 +476,35 @@ def decode_segments(
 ) -> Iterator[np.ndarray]:
     """Token ids of each segment, in order: `lanes` segments at a time advance in lockstep.
 
-    Codec 2 decodes history.GROUP lanes, whatever `lanes` says: its tables depend on them.
+    `code`: the words of each segment (codecs 1 and 2) or a decoder of the key's one stream
+    (3 and 4).
+    Codecs 2-4 decode history.GROUP lanes, whatever `lanes` says: their code depends on them.
     """
     bounds = segment_bounds(token_count, segment_tokens)
-    history = History(engine.config.vocab_size) if codec == 2 else None
-    lanes = GROUP if history else lanes
+    history = (
+        History(engine.config.vocab_size, ORDERS_OF[codec]) if codec in HISTORY_CODECS else None
+    )
+    stream = code if isinstance(code, rangecoder.Decoder) else None
+    lanes = lanes if codec == 1 else GROUP
     with ThreadPoolExecutor(1) as ahead:
         for first in range(0, len(bounds), lanes):
             group = bounds[first : first + lanes]
-            words = segments[first : first + lanes]
-            yield from _decode_group(engine, group, words, codec, history, ahead, progress)
+            if stream is None:
+                readers: Readers = [
+                    constriction.stream.queue.RangeDecoder(w) for w in code[first : first + lanes]
+                ]
+            else:
+                readers = stream
+            yield from _decode_group(engine, group, readers, codec, history, ahead, progress)
+
+
+Readers = list | rangecoder.Decoder  # constriction's decoder of each lane, or the one stream
 
 
 def _decode_group(
     engine: Engine,
     group: list[tuple[int, int]],
-    words: list[np.ndarray],
+    readers: Readers,
     codec: int,
     history: History | None,
     ahead: ThreadPoolExecutor,
@@ -387,34 +512,30 @@ def _decode_group(
 ) -> Iterator[np.ndarray]:
     """The tokens of a group of segments decoded in lockstep, one position of each per step."""
     lengths = [b - a for a, b in group]
-    decoders = [constriction.stream.queue.RangeDecoder(w) for w in words]
     out = np.zeros((len(group), max(lengths)), dtype=np.int64)  # (lanes, longest)
     cache = engine.new_cache(len(group), max(lengths))
     step_input = np.full((len(group), 1), engine.config.bos_token_id, dtype=np.int64)
     learned: tuple[dict, list[int]] | None = None  # the last step's tokens, for the history
+    back = history.longest if history else 0
+    predictions: list[Predictions] = []
     for step in range(max(lengths)):
         live = [lane for lane, n in enumerate(lengths) if step < n]  # a prefix: only the
         if len(live) < cache.k[0].shape[0]:  # last segment is shorter, and the engine is
             cache = cache.rows(0, len(live))  # batch-invariant: finished lanes are dropped
         # the engine evaluates this step while the history catches up and predicts
-        pending = ahead.submit(engine.frequencies, step_input[: len(live)], cache, codec)
+        pending = ahead.submit(
+            engine.frequencies, step_input[: len(live)], cache, TABLE_CODEC[codec]
+        )
         if history:
             if learned:
                 history.learn(*learned)
-            contexts = history.contexts(out[live, max(0, step - 3) : step].tolist())
+            contexts = history.contexts(out[live, max(0, step - back) : step].tolist())
             predictions = history.predict(live, contexts)
         freq = pending.result()[:, 0]  # (lanes, V) int64
-        if history:
-            freq = mix(freq, predictions, inplace=True)
-        for lane in live:
-            table = freq[lane : lane + 1].astype(np.float64)  # one lane's (1, V) at a time
-            try:
-                out[lane, step] = decoders[lane].decode(_categorical(), table)[0]
-            except AssertionError:  # constriction: a point no symbol's interval covers
-                raise ChecksumError(
-                    f"the key is damaged, or was made with a different blob: segment "
-                    f"{lane + 1} of its group does not decode (token {step + 1})"
-                ) from None
+        if isinstance(readers, rangecoder.Decoder):
+            out[live, step] = _read_step(readers, freq, predictions)
+        else:
+            out[live, step] = _read_lanes(readers, freq, predictions, step)
         if history:
             learned = (contexts, out[live, step].tolist())
         step_input = out[:, step : step + 1]
@@ -424,6 +545,41 @@ def _decode_group(
         history.learn(*learned)
     for lane, n in enumerate(lengths):
         yield out[lane, :n]
+
+
+def _read_step(
+    stream: rangecoder.Decoder, freq: np.ndarray, predictions: list[Predictions]
+) -> np.ndarray:
+    """Codecs 3 and 4: one token of each lane (in lane order) from the key's stream, given
+    the model's tables freq (lanes, V) int64 and the history's predictions for them."""
+    lanes, vocab = freq.shape
+    cumulative = np.cumsum(freq, axis=1)  # (lanes, V): C(x + 1) at x
+    if predictions:
+        mixed_cumulative(cumulative, sparse(predictions, lanes, vocab, rangecoder.TOTAL))
+    symbols = np.zeros(lanes, dtype=np.int64)
+    for lane in range(lanes):
+        symbol, start, size = rangecoder.find(cumulative[lane], stream.target())
+        stream.consume(start, size, symbol == vocab - 1)
+        symbols[lane] = symbol
+    return symbols
+
+
+def _read_lanes(
+    decoders: list, freq: np.ndarray, predictions: list[Predictions], step: int
+) -> np.ndarray:
+    """Codecs 1 and 2: one token of each lane from its own constriction code."""
+    freq = mix(freq, predictions, inplace=True)
+    symbols = np.zeros(len(freq), dtype=np.int64)
+    for lane in range(len(freq)):
+        table = freq[lane : lane + 1].astype(np.float64)  # one lane's (1, V) at a time
+        try:
+            symbols[lane] = decoders[lane].decode(_categorical(), table)[0]
+        except AssertionError:  # constriction: a point no symbol's interval covers
+            raise ChecksumError(
+                f"the key is damaged, or was made with a different blob: segment "
+                f"{lane + 1} of its group does not decode (token {step + 1})"
+            ) from None
+    return symbols
 
 
 def decode_key(
@@ -447,11 +603,13 @@ def decode_key(
         raise KeyFormatError(
             f"corrupt key: segments of {segment_tokens} tokens exceed the model's context"
         )
-    segments = unpack_segments(header, key.read())
+    payload = key.read()
+    stream = rangecoder.Decoder(check_stream(payload)) if codec in STREAM_CODECS else None
+    code = stream or unpack_segments(header, payload)
     crc, written = 0, 0
     vocab = loaded.model.vocab
     for tokens in decode_segments(
-        loaded.engine, segments, token_count, segment_tokens, lanes, progress, codec
+        loaded.engine, code, token_count, segment_tokens, lanes, progress, codec
     ):
         data = vocab.detokenize(tokens)
         written += len(data)
@@ -460,17 +618,34 @@ def decode_key(
         crc = zlib.crc32(data, crc)
         out.write(data)
     if written != header.work_length or crc != header.checksum:
+        if stream:  # no length to check: every byte string decodes, so the checksum tells
+            raise ChecksumError("checksum mismatch: the key is damaged or truncated")
         raise ChecksumError(
             "checksum mismatch: the key is damaged, or was made with a different blob"
         )
 
 
-def decode_work(key: bytes, loaded: LoadedModel) -> bytes:
+def decode_classical(key: BinaryIO, header: KeyHeader, out: BinaryIO) -> None:
+    """Decompress a classical key's payload out, verifying its length and checksum."""
+    try:
+        work = classical.decompress(header.params[0], key.read(), header.work_length)
+    except ValueError as e:
+        raise ChecksumError(f"the key is damaged: its payload does not decompress ({e})") from None
+    if len(work) != header.work_length or zlib.crc32(work) != header.checksum:
+        raise ChecksumError("checksum mismatch: the key is damaged")
+    out.write(work)
+
+
+def decode_work(key: bytes, loaded: LoadedModel | None) -> bytes:
     stream = io.BytesIO(key)
     header = read_header(stream)
     out = io.BytesIO()
     if header.kind is Kind.STORED:
         decode_stored(stream, header, out)
+    elif header.kind is Kind.CLASSICAL:
+        decode_classical(stream, header, out)
+    elif loaded is None:
+        raise InertError("a model key needs its blob")
     elif header.kind is Kind.MODEL:
         decode_key(stream, header, loaded, out)
     else:

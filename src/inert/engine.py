@@ -32,7 +32,10 @@ from . import exact
 from .modelfile import Model
 
 FREQ_BITS = 24
-FREQ_TOTAL = 1 << FREQ_BITS  # every frequency row sums to this; the coder's precision
+FREQ_TOTAL = 1 << FREQ_BITS  # codecs 1 and 2: every frequency row sums to this
+# codec 3 codes with inert's own coder, at 2**31: with 262,144 tokens the floors of one per
+# token cost 0.0002 bits per token, not 0.023 as at 2**24
+FREQ_TOTALS = {1: FREQ_TOTAL, 2: FREQ_TOTAL, 3: 1 << 31}
 EXP_ONE = 2.0**30  # fixed-point 1.0 for the softmax numerators of the output distribution
 MLP_ROWS = 256  # rows through the MLP together: Gemma's (256, 2048) temporaries are 4 MiB
 QUERY_BLOCK = 64  # attention rows evaluated together: keeps temporaries in cache, skips masked keys
@@ -380,7 +383,7 @@ class Engine:
         return freq
 
     def frequencies(self, tokens: np.ndarray, cache: Cache, codec: int = 1) -> np.ndarray:
-        """(B, T, V) int64 frequency tables: rows sum to FREQ_TOTAL, every entry >= 1.
+        """(B, T, V) int64 frequency tables: rows sum to FREQ_TOTALS[codec], every entry >= 1.
 
         The same as logits_to_frequencies(forward(...), codec), without the (B, T, V) logits.
         """
@@ -407,7 +410,7 @@ class Engine:
 
 
 def logits_to_frequencies(logits: np.ndarray, codec: int = 1) -> np.ndarray:
-    """Softmax in fixed point: (..., V) float64 -> (..., V) int64 summing to FREQ_TOTAL."""
+    """Softmax in fixed point: (..., V) float64 -> (..., V) int64 summing to FREQ_TOTALS[codec]."""
     rows = logits.reshape(-1, logits.shape[-1])
     freq = np.empty(rows.shape, dtype=np.int64)
     step = softmax_rows(rows.shape[-1])
@@ -424,13 +427,13 @@ def _row_frequencies_1(logits: Any) -> Any:
     mass = xp.astype(exact.rint(exact.exp(logits - top) * EXP_ONE), xp.int64)  # <= 2**30
     total = xp.sum(mass, axis=-1, keepdims=True)  # exact, >= 2**30
     freq = mass * (FREQ_TOTAL - vocab) // total + 1  # < 2**54 before the division: exact
-    return _leftover_to_top(xp, freq, mass)
+    return _leftover_to_top(xp, freq, mass, FREQ_TOTAL)
 
 
-def _leftover_to_top(xp: ModuleType, freq: Any, mass: Any) -> Any:
-    """What the floored shares leave of FREQ_TOTAL (>= 0) goes to the first most likely token
+def _leftover_to_top(xp: ModuleType, freq: Any, mass: Any, total: int) -> Any:
+    """What the floored shares leave of `total` (>= 0) goes to the first most likely token
     (argmax returns the first maximum)."""
-    leftover = FREQ_TOTAL - xp.sum(freq, axis=-1)
+    leftover = total - xp.sum(freq, axis=-1)
     freq[xp.arange(freq.shape[0], device=freq.device), xp.argmax(mass, axis=-1)] += leftover
     return freq
 
@@ -442,8 +445,9 @@ MASS_STEPS = 1024
 MASS_TABLE = np.rint(exact.exp(-np.arange(22528) / MASS_STEPS) * EXP_ONE).astype(np.int64)
 
 
-def _row_frequencies_2(logits: Any) -> Any:
-    """(R, V) float64 logits -> (R, V) int64 frequencies: the arithmetic of codec 2."""
+def _row_frequencies_2(logits: Any, freq_total: int = FREQ_TOTAL) -> Any:
+    """(R, V) float64 logits -> (R, V) int64 frequencies: the arithmetic of codec 2 (and of
+    codec 3, at its total)."""
     xp, (rows, vocab) = exact.namespace(logits), logits.shape
     top = xp.max(logits, axis=-1, keepdims=True)
     steps = xp.minimum(exact.rint((top - logits) * MASS_STEPS), float(len(MASS_TABLE) - 1))
@@ -451,12 +455,16 @@ def _row_frequencies_2(logits: Any) -> Any:
     mass = xp.take(table, xp.reshape(xp.astype(steps, xp.int64), (-1,)))  # <= 2**30 each
     mass = xp.reshape(mass, (rows, vocab))
     total = xp.sum(mass, axis=-1, keepdims=True)  # exact, >= 2**30
-    share = float(FREQ_TOTAL - vocab) / xp.astype(total, xp.float64)  # correctly rounded
+    share = float(freq_total - vocab) / xp.astype(total, xp.float64)  # correctly rounded
     freq = xp.astype(xp.floor(xp.astype(mass, xp.float64) * share), xp.int64) + 1
-    return _leftover_to_top(xp, freq, mass)
+    return _leftover_to_top(xp, freq, mass, freq_total)
 
 
-ROW_FREQUENCIES = {1: _row_frequencies_1, 2: _row_frequencies_2}  # by codec version
+def _row_frequencies_3(logits: Any) -> Any:
+    return _row_frequencies_2(logits, FREQ_TOTALS[3])
+
+
+ROW_FREQUENCIES = {1: _row_frequencies_1, 2: _row_frequencies_2, 3: _row_frequencies_3}
 
 
 def row_frequencies(logits: np.ndarray, codec: int, out: np.ndarray | None = None) -> np.ndarray:

@@ -4,15 +4,18 @@ Layout of a v1 key (all integers little-endian; uvarint = unsigned LEB128, minim
 
     magic        2 bytes   0x89 'K'
     version      1 byte    1
-    kind         1 byte    1 pad, 2 model, 3 share, 4 stored, 5 seed share
+    kind         1 byte    1 pad, 2 model, 3 share, 4 stored, 5 seed share, 6 classical
     blob id      8 bytes   first 8 bytes of SHA-256(blob); a share set's random id for shares
     work length  uvarint
     params       uvarints  pad: offset; model: segment_tokens, token_count, codec;
-                           share, seed share: index, count; stored: none
+                           share, seed share: index, count; stored: none;
+                           classical: method
     checksum     4 bytes   CRC-32 of the work (shares: an XOR share of it)
     payload      the rest  pad, share and stored: exactly `work length` bytes;
                            seed share: a 32-byte AES-256 key (its payload is that keystream);
-                           model: a uvarint word count per segment, then the words (u32 LE)
+                           model: codecs 1-2 a uvarint word count per segment, then the
+                           words (u32 LE); codecs 3-4 the range coder's bytes;
+                           classical: the work compressed by the method
 
 Everything else in the package reads and writes keys through this module.
 """
@@ -43,6 +46,7 @@ class Kind(IntEnum):
     SHARE = 3
     STORED = 4  # the work as is: what a model key falls back to when coding would enlarge it
     SEED_SHARE = 5  # a share whose payload is AES-256-CTR keystream, stored as its 32-byte key
+    CLASSICAL = 6  # the work compressed by a classical method, when that beats the model
 
     @property
     def label(self) -> str:
@@ -60,7 +64,10 @@ PARAM_NAMES: dict[Kind, tuple[str, ...]] = {
     Kind.SHARE: ("index", "count"),
     Kind.STORED: (),
     Kind.SEED_SHARE: ("index", "count"),
+    Kind.CLASSICAL: ("method",),
 }
+# classical methods a key may name: 1 LZMA2, 2 zstd, 3 brotli, 4 bzip2, 5 PPMd var. I
+CLASSICAL_METHODS = (1, 2, 3, 4, 5)
 
 
 @dataclass(frozen=True)
@@ -93,9 +100,14 @@ class KeyHeader:
                 raise KeyFormatError("corrupt key: token count does not fit the work length")
             if codec < 1:
                 raise KeyFormatError("corrupt key: codec version 0")
-        if self.kind is Kind.STORED and self.blob_id != bytes(BLOB_ID_SIZE):
+        if self.kind in (Kind.STORED, Kind.CLASSICAL) and self.blob_id != bytes(BLOB_ID_SIZE):
             raise KeyFormatError(
-                "corrupt key: a stored key names no blob (its blob id is all zeros)"
+                f"corrupt key: a {self.kind.label} key names no blob (its blob id is all zeros)"
+            )
+        if self.kind is Kind.CLASSICAL and self.params[0] not in CLASSICAL_METHODS:
+            raise KeyFormatError(
+                f"key uses classical method {self.params[0]}, unknown to this inert",
+                hint="a newer inert may decode it: pip install -U inert",
             )
         if self.kind.is_share:
             index, count = self.params
@@ -109,10 +121,11 @@ class KeyHeader:
 
     @property
     def payload_length(self) -> int | None:
-        """Pad, share and stored payloads are the work's length, byte for byte; a model's varies."""
+        """Pad, share and stored payloads are the work's length, byte for byte; a model's or
+        a classical one's varies."""
         if self.kind is Kind.SEED_SHARE:
             return SEED_SIZE
-        return None if self.kind is Kind.MODEL else self.work_length
+        return None if self.kind in (Kind.MODEL, Kind.CLASSICAL) else self.work_length
 
     @property
     def segment_count(self) -> int:
@@ -221,14 +234,29 @@ def parse_key(data: bytes) -> tuple[KeyHeader, memoryview]:
     stream = io.BytesIO(data)
     header = read_header(stream)
     payload = memoryview(data)[stream.tell() :]
-    if header.kind is Kind.MODEL:
+    if header.kind is Kind.MODEL and header.params[2] in STREAM_CODECS:
+        check_stream(payload)
+    elif header.kind is Kind.MODEL:
         unpack_segments(header, payload)
+    elif header.kind is Kind.CLASSICAL:
+        pass  # as long as the method's stream: decompressing it checks it
     else:
         check_payload_length(header, len(payload))
     return header, payload
 
 
 # ---------------------------------------------------------------------------- model payloads
+
+
+STREAM_CODECS = (3, 4)  # model codecs whose payload is one stream of inert's range coder
+
+
+def check_stream(payload: bytes | memoryview) -> bytes:
+    """A codec 3/4 payload, the coder's bytes: its writer drops trailing zero bytes (a decoder
+    reads zeros past the end), so one that ends in a zero byte is not a key inert wrote."""
+    if payload[-1:] == b"\0":
+        raise KeyFormatError("corrupt key: the payload ends with a zero byte (not canonical)")
+    return bytes(payload)
 
 
 def pack_segments(segments: list[np.ndarray]) -> bytes:

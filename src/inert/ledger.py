@@ -18,10 +18,11 @@ from typing import BinaryIO
 
 import numpy as np
 
-from .codec import CodecSettings, LoadedModel, SegmentCoder, coded_tables
-from .engine import FREQ_TOTAL
-from .history import mix
-from .keyfile import KeyHeader, Kind, encode_uvarint
+from . import rangecoder
+from .codec import TABLE_CODEC, CodecSettings, LoadedModel, SegmentCoder, coded_tables, decode_order
+from .engine import FREQ_TOTALS
+from .history import coded_intervals, mix, sparse
+from .keyfile import STREAM_CODECS, KeyHeader, Kind, encode_uvarint
 
 
 @dataclass
@@ -136,25 +137,39 @@ def build_ledger(
         segment_tokens,
         vocab.token_bytes,
     )
+    stream = settings.codec in STREAM_CODECS
     coder = SegmentCoder()
+    starts, sizes = np.zeros(T, dtype=np.int64), np.ones(T, dtype=np.int64)  # codecs 3-4
+    total = FREQ_TOTALS[TABLE_CODEC[settings.codec]]
+    vocab_size = loaded.model.config.vocab_size
     for tables in coded_tables(loaded.engine, tokens, settings):
         freq, start = tables.freq, tables.first
         rows, end = np.arange(len(freq)), start + len(freq)
         symbols = tokens[start:end]
         chosen = freq[rows, symbols]  # (n,) int64, under the blob alone
-        bits[start:end] = -np.log2(chosen / FREQ_TOTAL)
+        bits[start:end] = -np.log2(chosen / total)
         best = top_tokens(freq, k)
         top_freq = np.take_along_axis(freq, best, axis=1)  # (n, k)
         top_ids[start:end] = best
-        top_bits[start:end] = -np.log2(top_freq / FREQ_TOTAL)
+        top_bits[start:end] = -np.log2(top_freq / total)
         # rank = 1 + tokens strictly more likely: all among the k best when the token is as
         # likely as the k-th; only the other rows need counting over the whole vocabulary
         rank = 1 + np.sum(top_freq > chosen[:, None], axis=1)
         below = np.flatnonzero(chosen < top_freq[:, -1])
         rank[below] = 1 + np.sum(freq[below] > chosen[below, None], axis=1)
         ranks[start:end] = rank
+        if stream:  # the coded interval of each token; one stream, coded at the end
+            lo, size = rangecoder.intervals(freq, symbols)
+            if tables.predictions:
+                part = sparse(tables.predictions, len(symbols), vocab_size, total)
+                lo, size = coded_intervals(lo, size, symbols, part)
+            starts[start:end], sizes[start:end] = lo, size
+            coded[start:end] = -np.log2(size / total)
+            if on_rows and tables.ends_segment and end < T:  # the last waits for the flush
+                on_rows(book, tables.start, end)
+            continue
         coded_freq = mix(freq, tables.predictions, inplace=True)  # the model's table is read
-        coded[start:end] = -np.log2(coded_freq[rows, symbols] / FREQ_TOTAL)
+        coded[start:end] = -np.log2(coded_freq[rows, symbols] / total)
         coder.code(symbols, coded_freq)
         if tables.ends_segment:
             first, words = tables.start, coder.words()
@@ -164,6 +179,15 @@ def build_ledger(
             coder = SegmentCoder()
             if on_rows:
                 on_rows(book, first, end)
+    if stream and T:  # the key's one flush (and the coder's rounding), on its last token
+        order = decode_order(T, segment_tokens)
+        encoder = rangecoder.Encoder()
+        last = tokens[order] == vocab_size - 1
+        encoder.encode_all(starts[order].tolist(), sizes[order].tolist(), last.tolist())
+        flush[T - 1] = 8 * len(encoder.finish()) - coded.sum()
+        if on_rows:
+            last_segment = (T - 1) // segment_tokens * segment_tokens
+            on_rows(book, last_segment, T)
     return book
 
 
