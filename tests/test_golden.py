@@ -20,13 +20,17 @@ PAD_KEYS = sorted(GOLDEN.glob("*.pad-v1.inert"))
 
 
 MODEL = GOLDEN / "tiny-model-v1.blob"
-# key format 1; codec 1 (the model alone) and codec 2 (the work's repeats mixed in)
-MODEL_KEYS = sorted(GOLDEN.glob("*.model-v1.inert")) + sorted(GOLDEN.glob("*.model-codec2.inert"))
+# key format 1; codecs 1 and 3 (the model alone), 2 and 4 (the work's repeats mixed in)
+MODEL_KEYS = sorted(GOLDEN.glob("*.model-v1.inert")) + sorted(
+    GOLDEN.glob("*.model-codec[234].inert")
+)
+CLASSICAL_KEYS = sorted(GOLDEN.glob("prose.classical-m*.inert"))
 
 
 def test_golden_files_are_present() -> None:
     assert len(PAD_KEYS) == 3
-    assert len(MODEL_KEYS) == 8
+    assert len(MODEL_KEYS) == 16
+    assert len(CLASSICAL_KEYS) == 5
     assert len(list(GOLDEN.glob("hello.*of3.share-v1.inert"))) == 3
     assert len(list(GOLDEN.glob("hello.*of3.seedshare-v1.inert"))) == 3
 
@@ -66,3 +70,10 @@ def test_model_key_decodes_and_reencodes_identically(key_path: Path, products) -
         segment_tokens=header.param("segment_tokens"), codec=header.param("codec")
     )
     assert codec.model_key(work, loaded, settings)[0] == key
+
+
+@pytest.mark.parametrize("key_path", CLASSICAL_KEYS, ids=lambda p: p.name)
+def test_classical_key_decodes_without_a_blob(key_path: Path) -> None:
+    assert (
+        codec.decode_work(key_path.read_bytes(), None) == (GOLDEN / "prose.model.work").read_bytes()
+    )

@@ -27,7 +27,7 @@ WORKS = {
 }
 
 
-KEYS = {1: "model-v1", 2: "model-codec2"}  # codec version -> golden key suffix
+KEYS = {1: "model-v1", 2: "model-codec2", 3: "model-codec3", 4: "model-codec4"}  # codec -> suffix
 
 
 def main() -> None:
@@ -45,5 +45,22 @@ def main() -> None:
             (HERE / f"{name}.{suffix}.inert").write_bytes(key)
 
 
+def classical_keys() -> None:
+    """One key of kind 6 per classical method, of the prose work (decoded, never re-encoded:
+    the compressors' own output may change between their versions)."""
+    import zlib
+
+    from inert.classical import METHODS
+    from inert.keyfile import KeyHeader, Kind
+
+    work = WORKS["prose"]
+    for method, (_, compress, _) in METHODS.items():
+        path = HERE / f"prose.classical-m{method}.inert"
+        if not path.exists():
+            header = KeyHeader(Kind.CLASSICAL, bytes(8), len(work), (method,), zlib.crc32(work))
+            path.write_bytes(header.to_bytes() + compress(work))
+
+
 if __name__ == "__main__":
+    classical_keys()
     main()
