@@ -123,6 +123,7 @@ def test_incompressible_work_is_stored_with_only_a_header(tiny) -> None:
     key, stats = codec.encode_work(work, tiny)
     header, payload = parse_key(key)
     assert stats.stored and header.kind is Kind.STORED and bytes(payload) == work
+    assert not stats.model_ran  # decided by a zstd -1 probe, before any model work
     assert len(key) - len(work) <= 20
     assert codec.decode_work(key, tiny) == work
     damaged = bytearray(key)
@@ -181,3 +182,33 @@ def test_the_engine_s_look_ahead_passes_errors_and_stops_with_its_consumer() -> 
     items.close()  # the consumer stops
     assert not [t for t in set(threading.enumerate()) - before if t.name == "inert-engine"]
     assert len(produced) < 10  # the helper stopped at its next item, not at the end
+
+
+def test_binary_work_is_compressed_classically_without_the_model(tiny) -> None:
+    import struct
+
+    work = b"".join(struct.pack("<IHxxd", i, i % 7, i / 3) for i in range(2000))  # NULs
+    key, stats = codec.encode_work(work, tiny)
+    header, _ = parse_key(key)
+    assert header.kind is Kind.CLASSICAL and not stats.model_ran
+    assert len(key) < len(work) // 2
+    assert codec.decode_work(key, None) == work
+
+
+def test_no_key_is_larger_than_the_best_classical_payload_or_the_work(tiny) -> None:
+    from inert import classical
+
+    for work in (TEXT[:3000], TEXT[:3000] * 6, np.random.default_rng(4).bytes(5000)):
+        key, _ = codec.encode_work(work, tiny)
+        header_bytes = 24
+        assert len(key) <= min(len(classical.smallest(work)[1]), len(work)) + header_bytes
+        assert codec.decode_work(key, tiny) == work
+
+
+def test_a_damaged_classical_key_is_an_error(tiny) -> None:
+    work = TEXT[:3000] * 6  # the tiny random model loses to classical methods on it
+    key = bytearray(codec.encode_work(work, tiny)[0])
+    assert parse_key(bytes(key))[0].kind is Kind.CLASSICAL
+    key[40] ^= 0x55
+    with pytest.raises(ChecksumError, match="damaged"):
+        codec.decode_work(bytes(key), None)
