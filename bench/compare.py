@@ -1,6 +1,11 @@
 """Benchmark: inert's keys against classical compressors, in bits per byte, file by file.
 
-    python bench/compare.py FILE_OR_DIR... [--blob MODEL.blob] [--markdown] [--codec 1]
+    python bench/compare.py FILE_OR_DIR... [--blob MODEL.blob] [--markdown] [--codec 3]
+    python bench/compare.py FILE_OR_DIR... --components
+
+--components prints, per file, the model key alone (codec 3), with the work's repeats mixed
+in (codec 4) and the key `inert encode` writes (the smallest of that, the best classical
+method and the work as is), each as a ratio of the best classical result.
 
 For every file: bits per byte of inert (whole key file, header included; the default blob
 unless --blob), xz -9e, zstd -19, brotli -11, bzip2 -9 and PPMd order 6 (pyppmd, 16 MiB),
@@ -37,8 +42,9 @@ def main() -> None:
     parser.add_argument("--blob", help="model blob [default: the embedded default blob]")
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
     parser.add_argument(
-        "--codec", type=int, default=codec.CODEC_VERSION, help="1: the model alone; 2: + repeats"
+        "--codec", type=int, default=codec.CODEC_VERSION, help="3: the model alone; 4: + repeats"
     )
+    parser.add_argument("--components", action="store_true", help="a column per component")
     args = parser.parse_args()
     if args.blob:
         blob = open_blob(args.blob)
@@ -47,6 +53,9 @@ def main() -> None:
 
         blob = default_blob()
     loaded = codec.load_model(blob)
+    if args.components:
+        components(loaded, files_of(args.paths))
+        return
     names = ["inert", *CLASSICAL]
     if args.markdown:
         print("| file | bytes | " + " | ".join(names) + " | inert / best classical |")
@@ -80,6 +89,29 @@ def main() -> None:
                 + " ".join(f"{bpb[n]:>10.3f}" for n in names)
                 + f" {sizes['inert'] / best:>6.3f} {len(work) / 1000 / (t1 - t0):>8.1f} {len(work) / 1000 / (t2 - t1):>8.1f}"
             )
+
+
+def components(loaded: codec.LoadedModel, paths: list[Path]) -> None:
+    """Each component's key as a ratio of the best classical result, file by file."""
+    from inert import classical
+    from inert.keyfile import KeyHeader, Kind
+
+    print(
+        "| file | bytes | best classical (bits/byte) | model alone | + repeats | "
+        "+ classical and stored (inert encode) |"
+    )
+    print("|---|---:|---:|---:|---:|---:|")
+    for path in paths:
+        work = path.read_bytes()
+        best = min(len(fn(work)) for fn in CLASSICAL.values())
+        sizes = []
+        for version in (3, 4):
+            settings = codec.CodecSettings(codec=version, smallest=False)
+            sizes.append(len(codec.model_key(work, loaded, settings)[0]))
+        header = len(KeyHeader(Kind.CLASSICAL, bytes(8), len(work), (1,), 0).to_bytes())
+        chosen = min(sizes[1], header + len(classical.smallest(work)[1]), header + len(work))
+        cells = " | ".join(f"{n / best:.3f}" for n in (*sizes, chosen))
+        print(f"| {path.name} | {len(work):,} | {8 * best / len(work):.3f} | {cells} |", flush=True)
 
 
 if __name__ == "__main__":
