@@ -35,9 +35,9 @@ from .history import (
     ORDERS_OF,
     History,
     Predictions,
-    coded_intervals,
     mix,
     mixed_cumulative,
+    mixed_intervals,
     replay,
     rows_of,
     sparse,
@@ -333,13 +333,9 @@ def token_intervals(
 ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """Codecs 3 and 4: (first token, starts, sizes) of blocks of the work's tokens, each
     token's interval in its coded table (the model's, with the repeats mixed in by codec 4)."""
-    vocab = engine.config.vocab_size
     for tables in coded_tables(engine, tokens, settings):
         symbols = tokens[tables.first : tables.first + len(tables.freq)]
-        start, size = rangecoder.intervals(tables.freq, symbols)
-        if tables.predictions:
-            part = sparse(tables.predictions, len(symbols), vocab, rangecoder.TOTAL)
-            start, size = coded_intervals(start, size, symbols, part)
+        start, size = mixed_intervals(tables.freq, symbols, tables.predictions, rangecoder.TOTAL)
         if progress:
             progress(len(symbols))
         yield tables.first, start, size
@@ -369,12 +365,20 @@ def encode_stream(
     for first, start, size in token_intervals(engine, tokens, settings, progress):
         starts[first : first + len(start)] = start
         sizes[first : first + len(size)] = size
-    order = decode_order(len(tokens), settings.segment_tokens)
+    code = stream_code(tokens, starts, sizes, settings.segment_tokens, engine.config.vocab_size)
+    return code, float(np.sum(rangecoder.TOTAL_BITS - np.log2(sizes)))
+
+
+def stream_code(
+    tokens: np.ndarray, starts: np.ndarray, sizes: np.ndarray, segment_tokens: int, vocab: int
+) -> bytes:
+    """The one code of codecs 3 and 4: each token's interval (starts, sizes (N,) int64, in
+    work order) range-coded in the lockstep decoder's order."""
+    order = decode_order(len(tokens), segment_tokens)
     coder = rangecoder.Encoder()
-    last = tokens[order] == engine.config.vocab_size - 1
+    last = tokens[order] == vocab - 1
     coder.encode_all(starts[order].tolist(), sizes[order].tolist(), last.tolist())
-    ideal = float(np.sum(rangecoder.TOTAL_BITS - np.log2(sizes)))
-    return coder.finish(), ideal
+    return coder.finish()
 
 
 INCOMPRESSIBLE = 0.97  # zstd -1 saves under 3 %: random or compressed data, stored at once

@@ -291,22 +291,21 @@ def sparse(predictions: list[Predictions], count: int, vocab: int, total: int) -
 
 
 def mixed_intervals(
-    freq: np.ndarray, symbols: np.ndarray, part: Sparse
+    freq: np.ndarray, symbols: np.ndarray, predictions: list[Predictions], total: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Each symbol's interval (start, size) in its row of the coded table of codec 4, from
-    the model's table freq (R, V) int64 (only its running sum at the symbol is read).
+    """Each symbol's interval (start, size) (R,) in its row of the coded table of codecs 3
+    and 4: the model's table freq (R, V) int64 (summing to `total`) with the predictions of
+    the history (none in codec 3) mixed into its running sum, of which only the value at the
+    symbol is computed.
 
     The coded table's running sum is C'(x) = ((C(x) - x) * K >> 16) + x + S(x), C the
-    model's (C(0) = 0), S(x) the amounts of the row's tokens below x: every entry keeps at
-    least 1, and C'(V) = total.
+    model's (C(0) = 0), S(x) the amounts of the row's tokens below x (see `sparse`): every
+    entry keeps at least 1, and C'(V) = total.
     """
-    return coded_intervals(*intervals(freq, symbols), symbols, part)
-
-
-def coded_intervals(
-    start: np.ndarray, size: np.ndarray, symbols: np.ndarray, part: Sparse
-) -> tuple[np.ndarray, np.ndarray]:
-    """mixed_intervals from the model's intervals (start, size) (R,) of the symbols."""
+    start, size = intervals(freq, symbols)
+    if not predictions:
+        return start, size
+    part = sparse(predictions, len(symbols), freq.shape[1], total)
     rows = np.arange(len(symbols))
     below = np.zeros(len(rows), dtype=np.int64)  # S(x)
     at = np.zeros(len(rows), dtype=np.int64)  # the symbol's own amount
@@ -315,7 +314,7 @@ def coded_intervals(
         lt, eq = part.tokens < x, part.tokens == x
         below = np.bincount(part.rows[lt], part.amounts[lt], len(rows)).astype(np.int64)
         at = np.bincount(part.rows[eq], part.amounts[eq], len(rows)).astype(np.int64)
-    k = part.keep[rows]
+    k = part.keep
     lo = (((start - symbols) * k) >> 16) + symbols + below
     hi = (((start + size - symbols - 1) * k) >> 16) + symbols + 1 + below + at
     return lo, hi - lo

@@ -18,10 +18,9 @@ from typing import BinaryIO
 
 import numpy as np
 
-from . import rangecoder
-from .codec import TABLE_CODEC, CodecSettings, LoadedModel, SegmentCoder, coded_tables, decode_order
+from .codec import TABLE_CODEC, CodecSettings, LoadedModel, SegmentCoder, coded_tables, stream_code
 from .engine import FREQ_TOTALS
-from .history import coded_intervals, mix, sparse
+from .history import mix, mixed_intervals
 from .keyfile import STREAM_CODECS, KeyHeader, Kind, encode_uvarint
 
 
@@ -159,10 +158,7 @@ def build_ledger(
         rank[below] = 1 + np.sum(freq[below] > chosen[below, None], axis=1)
         ranks[start:end] = rank
         if stream:  # the coded interval of each token; one stream, coded at the end
-            lo, size = rangecoder.intervals(freq, symbols)
-            if tables.predictions:
-                part = sparse(tables.predictions, len(symbols), vocab_size, total)
-                lo, size = coded_intervals(lo, size, symbols, part)
+            lo, size = mixed_intervals(freq, symbols, tables.predictions, total)
             starts[start:end], sizes[start:end] = lo, size
             coded[start:end] = -np.log2(size / total)
             if on_rows and tables.ends_segment and end < T:  # the last waits for the flush
@@ -180,11 +176,8 @@ def build_ledger(
             if on_rows:
                 on_rows(book, first, end)
     if stream and T:  # the key's one flush (and the coder's rounding), on its last token
-        order = decode_order(T, segment_tokens)
-        encoder = rangecoder.Encoder()
-        last = tokens[order] == vocab_size - 1
-        encoder.encode_all(starts[order].tolist(), sizes[order].tolist(), last.tolist())
-        flush[T - 1] = 8 * len(encoder.finish()) - coded.sum()
+        code = stream_code(tokens, starts, sizes, segment_tokens, vocab_size)
+        flush[T - 1] = 8 * len(code) - coded.sum()
         if on_rows:
             last_segment = (T - 1) // segment_tokens * segment_tokens
             on_rows(book, last_segment, T)
