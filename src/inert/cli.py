@@ -14,7 +14,6 @@ import re
 import sys
 import traceback
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from functools import partial
 from typing import TYPE_CHECKING, BinaryIO
@@ -142,28 +141,16 @@ class PositiveFloat(click.ParamType):
 
 def resolve_blob(store: Store, ref: str | None) -> Blob:
     """--blob: a path, a store id, `default`, or nothing (the default blob)."""
-    from .default import NAME, default_blob
+    from .api import open_blob
 
-    if ref is None or (ref == NAME and not os.path.exists(ref)):
-        return default_blob()
-    return store.resolve(ref)
+    return open_blob(ref, store)
 
 
 def find_blob(store: Store, header: KeyHeader, blob_ref: str | None) -> Blob:
     """The blob a key names: --blob if given, else the store, else a blob shipped with inert."""
-    from .default import shipped_blob
+    from .api import blob_of_key
 
-    if blob_ref is not None:
-        return resolve_blob(store, blob_ref)
-    path = store.find(header.blob_id)
-    if path is None and (shipped := shipped_blob(header.blob_id)):
-        return shipped
-    if path is None:
-        raise InertError(
-            f"blob {header.blob_id_hex} is not in the store ({store.blobs})",
-            hint="pass it with --blob PATH, or add it once with: inert blob add PATH",
-        )
-    return store.identify(path)
+    return blob_of_key(header, blob_ref, store)
 
 
 def codec_settings(
@@ -175,15 +162,18 @@ def codec_settings(
     settings = default_settings(loaded)
     if version is not None:
         settings = replace(settings, codec=int(version))
-    if segment_tokens is None:
-        return settings
+    check_segment_tokens(loaded, segment_tokens)
+    return settings if segment_tokens is None else replace(settings, segment_tokens=segment_tokens)
+
+
+def check_segment_tokens(loaded: LoadedModel, segment_tokens: int | None) -> None:
+    """--segment-tokens fits the model's context."""
     context = loaded.model.config.max_seq_len
-    if segment_tokens > context:
+    if segment_tokens is not None and segment_tokens > context:
         raise click.BadParameter(
             f"{segment_tokens} is more than the model's context of {context} tokens",
             param_hint="'--segment-tokens'",
         )
-    return replace(settings, segment_tokens=segment_tokens)
 
 
 def plural(n: int, noun: str) -> str:
@@ -577,7 +567,7 @@ def explain(
     force: bool,
 ) -> None:
     """Where does WORK live: how many of its bits the blob held, and how many the key brings."""
-    from . import codec, ledger
+    from . import api, codec, ledger
 
     blob = resolve_blob(Store(), blob_ref)
     if blob.kind is not Kind.MODEL:
@@ -610,17 +600,15 @@ def explain(
         # matplotlib meanwhile and draws at the end; the HTML is written here at the end.
         helpers: list[Aside] = []
         stack.callback(lambda: [helper.cancel() for helper in helpers])
-        loaded = codec.load_model(blob, threads)
-        settings = codec_settings(loaded, codec_version, segment_tokens)
         if plot_path:
             from .plot import curves, draw
 
             with signals_deferred():  # no helper runs unknown to the clean-up above
                 plotter = Aside.ready(partial(write_each, draw, files[plot_path]), nice_pyplot)
                 helpers.append(plotter)
-        streaming = json_path is not None and reference in ("pad", "classical")
+        streaming = json_path is not None and other is None
         if streaming:
-            token_bytes = loaded.model.vocab.token_bytes
+            token_bytes = codec.load_model(blob, threads).model.vocab.token_bytes
             spool = None if json_path == STDIO else os.path.dirname(os.path.abspath(json_path))
             with signals_deferred():
                 json_writer = Aside.ready(
@@ -630,39 +618,24 @@ def explain(
                     low_priority,
                 )
                 helpers.append(json_writer)
-        with ThreadPoolExecutor(1) as aside:  # while the model runs: the compressors
-            from .classical import best
 
-            classical = aside.submit(best, data) if reference == "classical" else None
+        def send_rows(book: ledger.Ledger, a: int, b: int, reference: np.ndarray) -> None:
+            json_writer.send(("rows", book.segment_tokens, ledger.rows(book, a, b), reference))
 
-            known: list[tuple[str, np.ndarray]] = []  # made once: at the first rows or the end
-
-            def reference_bits(book: ledger.Ledger) -> tuple[str, np.ndarray]:
-                if known:
-                    return known[0]
-                if classical is None:
-                    known.append(("pad (8 bits per byte)", ledger.pad_reference(book)))
-                else:
-                    compressor, size = classical.result()
-                    bits = ledger.spread_by_bytes(book, 8.0 * size)
-                    known.append((f"classical: {compressor}", bits))
-                return known[0]
-
-            def send_rows(book: ledger.Ledger, a: int, b: int) -> None:
-                reference = reference_bits(book)[1][a:b]
-                json_writer.send(("rows", book.segment_tokens, ledger.rows(book, a, b), reference))
-
-            book = ledger.build_ledger(
-                data, loaded, settings, on_rows=send_rows if streaming else None
-            )
-            if reference in ("pad", "classical"):
-                name, ref_bits = reference_bits(book)
-            else:
-                other_book = ledger.build_ledger(data, codec.load_model(other, threads), settings)
-                name, ref_bits = f"model {other.id_hex}", ledger.blob_reference(book, other_book)
-        result = ledger.report(book, name, ref_bits, ledger.RecallRule(recall_tokens, recall_bits))
+        check_segment_tokens(codec.load_model(blob, threads), segment_tokens)
+        report = api.explain(
+            data,
+            blob,
+            reference=other or reference,
+            codec=int(codec_version) if codec_version else None,
+            segment_tokens=segment_tokens,
+            recall_tokens=recall_tokens,
+            recall_bits=recall_bits,
+            threads=threads,
+            on_rows=send_rows if streaming else None,
+        )
+        result = report.result
         result["work"] = {"path": work, "bytes": len(data)}
-        result["blob"] = {"id": blob.id_hex, "path": str(blob.path)}
         if streaming:
             json_writer.send(("end", {k: v for k, v in result.items() if k != "tokens"}))
             json_writer.close()
