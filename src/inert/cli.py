@@ -12,10 +12,12 @@ import math
 import os
 import re
 import sys
+import time
 import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 import click
@@ -780,6 +782,142 @@ def imagine(
     work = codec.imagine(codec.load_model(blob), count, seed, os.fsencode(prompt))
     with atomic_output(output, force=force, content="work") as out:
         out.write(work)
+
+
+@cli.command()
+@click.argument("source", type=click.Path(exists=True))
+@click.option(
+    "-b",
+    "--blob",
+    "blob_ref",
+    metavar="MODEL",
+    help="Model blob file or id [default: the embedded one].",
+)
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    metavar="RESULTS.parquet",
+    help="One row per work (resumed if it exists).",
+)
+@click.option(
+    "--windows",
+    metavar="WINDOWS.parquet",
+    help="Also write each work's 50-token windows' extraction log2 probabilities.",
+)
+@click.option(
+    "--plot",
+    metavar="MAP.png",
+    help="Draw every work's windows as one row of a heatmap [windows kept in RESULTS.windows.parquet].",
+)
+@click.option(
+    "--id-field", default="id", show_default=True, help="JSONL or Parquet sources: the id field."
+)
+@click.option(
+    "--text-field",
+    default="text",
+    show_default=True,
+    help="JSONL or Parquet sources: the text field.",
+)
+@click.option(
+    "-j",
+    "--workers",
+    type=click.IntRange(1),
+    help="Worker processes or Ray actors [default: one per core].",
+)
+@click.option(
+    "--ray",
+    "ray_address",
+    metavar="auto|local|ADDRESS",
+    help="Scan on Ray: auto (the running cluster), local (one started here) or an address.",
+)
+@force_option
+@quiet_option
+def scan(
+    source: str,
+    blob_ref: str | None,
+    output: str,
+    windows: str | None,
+    plot: str | None,
+    id_field: str,
+    text_field: str,
+    workers: int | None,
+    ray_address: str | None,
+    force: bool,
+    quiet: bool,
+) -> None:
+    """Explain every work of SOURCE (a folder, a .jsonl or a .parquet file) against a model:
+    one Parquet row per work with its key, reference and blob bits, recalled spans and
+    50-token extraction probabilities. Run again, it scans only what is missing.
+
+    \b
+    Examples:
+      inert scan books/ -o books.parquet --plot books.png
+      inert scan corpus.jsonl --text-field body -o rows.parquet --ray auto
+    """
+    from . import scan as scanning
+
+    blob = resolve_blob(Store(), blob_ref)
+    if blob.kind is not Kind.MODEL:
+        raise InertError(f"{blob.path} is a pad; scan needs a model blob")
+    if plot and not windows:
+        windows = str(Path(output).with_suffix(".windows.parquet"))
+    total = scanning.count_source(source)
+    started, done, done_bytes = time.monotonic(), [0], [0]
+    with scan_progress(total, quiet) as advance:
+
+        def on_row(row: dict) -> None:
+            done[0] += 1
+            done_bytes[0] += row["bytes"] or 0
+            if row["error"]:
+                warn(f"{row['id']}: {row['error']}")
+            if advance:
+                elapsed = max(time.monotonic() - started, 1e-9)
+                advance(
+                    f"{done[0] / elapsed:.2f} works/s, {done_bytes[0] / elapsed / 1e6:.3f} MB/s"
+                )
+
+        summary = scanning.scan(
+            source,
+            str(blob.path),
+            output,
+            windows=windows,
+            workers=workers or 0,
+            ray=ray_address,
+            id_field=id_field,
+            text_field=text_field,
+            on_row=on_row,
+        )
+    if plot:
+        with atomic_output(plot, force=force, content="binary") as out:
+            scanning.heatmap(windows, out)
+    elapsed, added = time.monotonic() - started, summary.added
+    kept = f", {summary.kept} already there" if summary.kept else ""
+    failed = f", {summary.errors} with errors (see their rows)" if summary.errors else ""
+    info(
+        quiet,
+        f"{source} -> {output}: {added} works scanned{kept}{failed} in {elapsed:.1f} s "
+        f"({added / max(elapsed, 1e-9):.2f} works/s, {done_bytes[0] / max(elapsed, 1e-9) / 1e6:.3f} MB/s)",
+    )
+
+
+@contextlib.contextmanager
+def scan_progress(total: int | None, quiet: bool) -> Iterator[Callable[[str], None] | None]:
+    """A bar of works done, with works/s and MB/s, and the time left when the total is known."""
+    if quiet or not stderr.is_terminal:
+        yield None
+        return
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+        console=stderr,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("scan", total=total, rate="")
+        yield lambda rate: bar.update(task, advance=1, rate=rate)
 
 
 @cli.command()
