@@ -121,16 +121,36 @@ def encode_to(
         out.write(model_codec.encode_work(data, loaded, settings, progress)[0])
         return blob
     store = store or Store()
-    pad.check_random(blob)
-    offset, _ = store.reserve_pad_range(
-        blob.id, length, lambda uses: pad.choose_offset(blob.size, length, uses)
-    )
+    offset, _ = reserve_pad_range(blob, length, store=store)
     try:
         pad.encode_stream(work, length, blob, offset, out, progress)
     except BaseException:  # the key never left this call: its pad bytes may serve another
         store.release_pad_range(blob.id, offset, length)
         raise
     return blob
+
+
+def reserve_pad_range(
+    blob: Blob, length: int, offset: int | None = None, store: Store | None = None
+) -> tuple[int, bool]:
+    """Pad bytes for a key of `length` bytes: a random range no key made here used (or the
+    range at `offset`), recorded in the store under its lock before a byte is XORed.
+    Returns the offset and whether that range overlaps one used before (only possible
+    with an explicit offset). Give it back with Store.release_pad_range if the key is never
+    written."""
+    pad.check_random(blob)
+
+    def choose(uses: list[tuple[int, int]]) -> int:
+        if offset is None:
+            return pad.choose_offset(blob.size, length, uses)
+        if offset + length > blob.size:
+            raise InertError(
+                f"offset {offset} + work length {length} runs past the pad's {blob.size} bytes"
+            )
+        return offset
+
+    chosen, uses = (store or Store()).reserve_pad_range(blob.id, length, choose)
+    return chosen, offset is not None and pad.overlaps(chosen, length, uses)
 
 
 # ---------------------------------------------------------------------------- decode

@@ -339,22 +339,13 @@ def encode(
 def encode_with_pad(
     work: str, blob: Blob, store: Store, output: str, offset: int | None, force: bool, quiet: bool
 ) -> None:
-    pad.check_random(blob)
+    from .api import reserve_pad_range
+
     with open_input(work, "the work") as (src, length):
-
-        def choose(uses: list[tuple[int, int]]) -> int:
-            if offset is None:
-                return pad.choose_offset(blob.size, length, uses)
-            if offset + length > blob.size:
-                raise InertError(
-                    f"--offset {offset} + work length {length} runs past the pad's {blob.size} bytes"
-                )
-            return offset
-
         # Reserved (recorded under the store's lock) before a byte is XORed; given back if
         # the key never leaves this process (a full disk, Ctrl-C), kept once it may have.
-        chosen, uses = store.reserve_pad_range(blob.id, length, choose)
-        if offset is not None and pad.overlaps(offset, length, uses):
+        chosen, reused = reserve_pad_range(blob, length, offset, store)
+        if reused:
             warn(
                 "these pad bytes were already used for another key made here: "
                 "anyone holding both keys learns the XOR of the two works"
