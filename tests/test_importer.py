@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from inert import codec
+from inert.errors import InertError
 from inert.importer import import_model
 from inert.modelfile import model_bytes
 from inert.store import open_blob
@@ -426,3 +427,18 @@ def test_the_torch_backend_makes_the_same_tables(imported) -> None:
     key = codec.model_key(WORK, on_torch, settings)[0]
     assert key == codec.model_key(WORK, loaded, settings)[0]
     assert codec.decode_work(key, on_torch) == WORK
+
+
+def test_hide_and_reveal_round_trip(imported) -> None:
+    from inert import hide
+
+    family, loaded, _ = imported  # windows of 64 tokens: the cover text restarts its context
+    payload = bytes(range(200))
+    if family == "gemma3":  # random weights times Gemma's embedding scale: near-certain tokens
+        with pytest.raises(InertError, match="carries too little"):
+            hide.hide(payload, loaded, b"passphrase", b"Hello")
+        return
+    cover = hide.hide(payload, loaded, b"passphrase", b"Hello")
+    assert len(cover.tokens) > loaded.model.config.max_seq_len
+    assert hide.read_tokens(cover.text, loaded, b"passphrase", b"Hello") == cover.tokens
+    assert hide.reveal(cover.text, loaded, b"passphrase", b"Hello") == payload

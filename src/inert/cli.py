@@ -775,6 +775,151 @@ def imagine(
         out.write(work)
 
 
+passphrase_option = click.option(
+    "--passphrase-file",
+    type=click.Path(dir_okay=False, allow_dash=False),
+    help="Read the passphrase from this file (its first line) [default: ask on the terminal].",
+)
+prompt_text_option = click.option(
+    "-p",
+    "--prompt",
+    default="",
+    help="Text the cover text continues (reveal needs the same) [default: none].",
+)
+
+
+def read_passphrase(path: str | None, confirm: bool) -> bytes:
+    """The passphrase: the first line of a file, or typed on the terminal (never an argument:
+    arguments are visible to every user of the machine)."""
+    if path is not None:
+        try:
+            with open(path, "rb") as f:
+                line = f.readline().rstrip(b"\r\n")
+        except OSError as e:
+            raise InertError(f"cannot read the passphrase file {path}: {e.strerror or e}") from None
+        if not line:
+            raise InertError(f"the passphrase file {path} is empty")
+        return line
+    if not sys.stdin.isatty():
+        raise InertError(
+            "no terminal to ask for the passphrase", hint="pass --passphrase-file FILE"
+        )
+    typed = click.prompt("passphrase", hide_input=True, confirmation_prompt=confirm, err=True)
+    if not typed:
+        raise InertError("the passphrase is empty")
+    return typed.encode()
+
+
+@cli.command()
+@click.argument("payload", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option(
+    "-b",
+    "--blob",
+    "blob_ref",
+    metavar="MODEL",
+    help="Model blob file or id [default: the embedded one].",
+)
+@prompt_text_option
+@passphrase_option
+@click.option(
+    "-o",
+    "--output",
+    default=STDIO,
+    metavar="COVER",
+    help="Where to write the cover text [default: stdout].",
+)
+@force_option
+@quiet_option
+def hide(
+    payload: str,
+    blob_ref: str | None,
+    prompt: str,
+    passphrase_file: str | None,
+    output: str,
+    force: bool,
+    quiet: bool,
+) -> None:
+    """Hide PAYLOAD, encrypted under a passphrase, in ordinary-looking text of a model.
+
+    The sealed bytes are decoded as the model's own text: without the passphrase the text
+    reads as a sample of the model, and reveals nothing of the payload, not even that it is
+    there (whoever holds the blob can still tell that the text is likely model output).
+
+    \b
+    Examples:
+      inert hide secret.pdf -o cover.txt --prompt "Dear Anna,"
+      inert reveal cover.txt -o secret.pdf --prompt "Dear Anna,"
+    """
+    from . import codec
+    from . import hide as hiding
+
+    blob = resolve_blob(Store(), blob_ref)
+    if blob.kind is not Kind.MODEL:
+        raise InertError(f"{blob.path} is a pad; hide needs a model blob")
+    with open_input(payload, "the payload") as (src, _):
+        data = src.read()
+    passphrase = read_passphrase(passphrase_file, confirm=True)
+    loaded = codec.load_model(blob)
+    started = time.monotonic()
+    cover = hiding.hide(data, loaded, passphrase, os.fsencode(prompt))
+    elapsed = time.monotonic() - started
+    with atomic_output(
+        output, force=force, content="text", inputs=[payload, str(blob.path)]
+    ) as out:
+        out.write(cover.text)
+    info(
+        quiet or output == STDIO,
+        f"{payload} -> {output}: {len(data)} bytes hidden in {len(cover.text):,} bytes of text "
+        f"({len(cover.tokens):,} tokens, {8 * cover.sealed_bytes / cover.payload_tokens:.2f} bits "
+        f"per token) in {elapsed:.1f} s",
+    )
+
+
+@cli.command()
+@click.argument("cover", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option(
+    "-b",
+    "--blob",
+    "blob_ref",
+    metavar="MODEL",
+    help="Model blob file or id [default: the embedded one].",
+)
+@prompt_text_option
+@passphrase_option
+@click.option(
+    "-o",
+    "--output",
+    default=STDIO,
+    metavar="PAYLOAD",
+    help="Where to write the payload [default: stdout].",
+)
+@force_option
+@quiet_option
+def reveal(
+    cover: str,
+    blob_ref: str | None,
+    prompt: str,
+    passphrase_file: str | None,
+    output: str,
+    force: bool,
+    quiet: bool,
+) -> None:
+    """Reveal the payload COVER carries, given its passphrase, blob and prompt."""
+    from . import codec
+    from . import hide as hiding
+
+    blob = resolve_blob(Store(), blob_ref)
+    if blob.kind is not Kind.MODEL:
+        raise InertError(f"{blob.path} is a pad; reveal needs a model blob")
+    with open_input(cover, "the cover text") as (src, _):
+        text = src.read()
+    passphrase = read_passphrase(passphrase_file, confirm=False)
+    payload = hiding.reveal(text, codec.load_model(blob), passphrase, os.fsencode(prompt))
+    with atomic_output(output, force=force, content="work", inputs=[cover, str(blob.path)]) as out:
+        out.write(payload)
+    info(quiet or output == STDIO, f"{cover} -> {output}: {len(payload)} bytes revealed")
+
+
 @cli.command()
 @click.argument("source", type=click.Path(exists=True))
 @click.option(

@@ -128,3 +128,28 @@ def find(cumulative: np.ndarray, target: int) -> tuple[int, int, int]:
     symbol = int(np.searchsorted(cumulative, target, side="right"))
     start = int(cumulative[symbol - 1]) if symbol else 0
     return symbol, start, int(cumulative[symbol]) - start
+
+
+class Interval:
+    """The exact interval a code of the symbols coded so far must lie in, for reading a code
+    back from its symbols (what `hide` wrote as text): the encoder's arithmetic with `low`
+    kept whole (no window, no carry), and which of its leading bytes are already settled."""
+
+    def __init__(self) -> None:
+        self.low, self.range, self.shifts = 0, _TOP - 1, 0  # the code at 2^-(64 + 8 shifts)
+
+    def push(self, start: int, size: int, last: bool) -> None:
+        r = self.range // TOTAL
+        self.low += start * r
+        self.range = self.range - start * r if last else size * r
+        while self.range < _BOTTOM:
+            self.low, self.range, self.shifts = self.low << 8, self.range << 8, self.shifts + 1
+
+    def settled(self) -> int:
+        """How many leading bytes every code in the interval shares."""
+        width = 8 * (8 + self.shifts)
+        return (width - (self.low ^ (self.low + self.range - 1)).bit_length()) // 8
+
+    def prefix(self, n: int) -> bytes:
+        """The first n settled bytes of the code."""
+        return (self.low >> (8 * (8 + self.shifts - n))).to_bytes(n, "big")
