@@ -65,6 +65,8 @@ Examples:
   inert encode notes.txt --blob secret.pad  # key = notes XOR pad bytes
   inert split notes.txt -n 3              # -> notes.txt.1of3.inert ... 3of3
   inert join notes.txt.*of3.inert -o restored.txt
+  inert hide secret.txt -o cover.txt      # secret.txt, encrypted, as model text
+  inert scan books/ -o books.parquet      # explain a whole corpus, a row per work
 """
 
 
