@@ -125,3 +125,11 @@ def test_the_command_asks_for_a_passphrase_file_without_a_terminal(
     )
     assert result.returncode == 1 and "wrong passphrase" in result.stderr.decode()
     assert not (tmp_path / "x").exists() and "Traceback" not in result.stderr.decode()
+
+
+def test_the_candidates_are_the_most_frequent_with_ties_to_the_lower_id() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        values = rng.integers(-1, 5, size=int(rng.integers(1, 300)))
+        k = int(rng.integers(1, 80))
+        assert (hide._most_frequent(values, k) == np.argsort(-values, kind="stable")[:k]).all()
