@@ -37,7 +37,9 @@ SALT_BYTES = 16  # random, first in the sealed bytes: a fresh key for every cove
 LENGTH_BYTES = 4  # the payload's length, ChaCha20-encrypted (payloads below 4 GiB)
 TAG_BYTES = 16  # Poly1305's
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 1 << 15, 8, 1  # 32 MiB and ~0.1 s per key derivation
-TOP_K = 64  # candidates per step: the model's most likely tokens (a top-k sampler's text)
+# candidates per step: the default blob's text carried 2.7 bits per token with 64, 4.1 with
+# 1,024 (and keeps closer to the model's own distribution)
+TOP_K = 1024
 ENDINGS = (b".", b"!", b"?", b"\n")  # a cover text ends after one, once the payload is in it
 EXTRA_TOKENS = 200  # at most this many tokens after the payload, looking for an ending
 MAX_TOKENS_PER_BYTE = 64  # a model whose text carries under 1/8 bit per token cannot hide
