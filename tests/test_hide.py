@@ -133,3 +133,12 @@ def test_the_candidates_are_the_most_frequent_with_ties_to_the_lower_id() -> Non
         values = rng.integers(-1, 5, size=int(rng.integers(1, 300)))
         k = int(rng.integers(1, 80))
         assert (hide._most_frequent(values, k) == np.argsort(-values, kind="stable")[:k]).all()
+
+
+def test_the_default_blob_hides_and_reveals() -> None:
+    from inert.api import open_blob as open_any
+
+    loaded = codec.load_model(open_any(None))
+    for payload in (b"", b"x", bytes(range(256))):
+        cover = hide.hide(payload, loaded, PASSPHRASE, b"The history of")
+        assert hide.reveal(cover.text, loaded, PASSPHRASE, b"The history of") == payload

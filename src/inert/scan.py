@@ -34,6 +34,9 @@ WINDOW = 50  # tokens per extraction window (Cooper et al.)
 # interrupted scan loses none of the parts written
 PART_ROWS = 64
 PART_SECONDS = 5.0
+# works handed to Ray Data at a time: the driver reads the source (the same reader, ids and
+# per-record errors as the local pool) and never holds more than this many works
+RAY_CHUNK = 1024
 
 # (name, pyarrow type) of each column of a row, in order
 COLUMNS = [
@@ -386,18 +389,19 @@ def run_ray(
     logging.getLogger("ray.data").setLevel(logging.WARNING)  # the CLI shows its own progress
     ray.data.DataContext.get_current().enable_progress_bars = False
     try:
-        items = [{"id": w.id, "data": w.data, "error": w.error} for w in works]
-        if not items:
-            return
-        dataset = ray.data.from_items(items).map_batches(
-            _RayScanner,
-            fn_constructor_kwargs={"blob_path": blob_path},
-            batch_size=1,
-            compute=ray.data.ActorPoolStrategy(size=workers),
-            num_cpus=1,
-        )
-        for record in dataset.iter_rows():
-            yield json.loads(record["row"]), np.frombuffer(record["windows"], dtype=np.float32)
+        works = iter(works)
+        while chunk := list(itertools.islice(works, RAY_CHUNK)):  # the driver holds a chunk
+            items = [{"id": w.id, "data": w.data, "error": w.error} for w in chunk]
+            dataset = ray.data.from_items(items).map_batches(
+                _RayScanner,
+                fn_constructor_kwargs={"blob_path": blob_path},
+                batch_size=1,
+                compute=ray.data.ActorPoolStrategy(size=workers),
+                num_cpus=1,
+            )
+            for record in dataset.iter_rows():
+                row, windows = json.loads(record["row"]), record["windows"]
+                yield row, np.frombuffer(windows, dtype=np.float32)
     finally:
         if started_here:  # this process's connection (and a local instance) ends with the scan
             ray.shutdown()
