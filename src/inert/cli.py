@@ -863,12 +863,13 @@ def hide(
     passphrase = read_passphrase(passphrase_file, confirm=True)
     loaded = codec.load_model(blob)
     started = time.monotonic()
-    cover = hiding.hide(data, loaded, passphrase, os.fsencode(prompt))
-    elapsed = time.monotonic() - started
+    # the output is claimed first: an existing file is refused before the work, not after
     with atomic_output(
         output, force=force, content="text", inputs=[payload, str(blob.path)]
     ) as out:
+        cover = hiding.hide(data, loaded, passphrase, os.fsencode(prompt))
         out.write(cover.text)
+    elapsed = time.monotonic() - started
     info(
         quiet or output == STDIO,
         f"{payload} -> {output}: {len(data)} bytes hidden in {len(cover.text):,} bytes of text "
@@ -916,8 +917,8 @@ def reveal(
     with open_input(cover, "the cover text") as (src, _):
         text = src.read()
     passphrase = read_passphrase(passphrase_file, confirm=False)
-    payload = hiding.reveal(text, codec.load_model(blob), passphrase, os.fsencode(prompt))
     with atomic_output(output, force=force, content="work", inputs=[cover, str(blob.path)]) as out:
+        payload = hiding.reveal(text, codec.load_model(blob), passphrase, os.fsencode(prompt))
         out.write(payload)
     info(quiet or output == STDIO, f"{cover} -> {output}: {len(payload)} bytes revealed")
 
