@@ -54,20 +54,24 @@ def test_the_golden_cover_text_reveals_and_is_made_again() -> None:
 def test_wrong_passphrase_prompt_or_blob_and_changed_or_cut_text_fail_cleanly(
     tiny, tiny_blob: Path
 ) -> None:
-    cover = hide.hide(b"meet at noon", tiny, PASSPHRASE, b"Dear Anna,").text
+    made = hide.hide(b"meet at noon", tiny, PASSPHRASE, b"Dear Anna,", random_bytes=seeded(7))
+    cover = made.text
+    # the bytes that carry the sealed payload; what follows is only the text's tail
+    carrying = len(tiny.model.vocab.detokenize(made.tokens[: made.payload_tokens]))
+    swap = next(i for i in range(carrying // 2, carrying - 1) if cover[i] != cover[i + 1])
+    swapped = cover[:swap] + cover[swap + 1 : swap + 2] + cover[swap : swap + 1] + cover[swap + 2 :]
     wrongs = [
         (cover, PASSPHRASE + b"!", b"Dear Anna,"),
         (cover, PASSPHRASE, b"Dear Bob,"),
-        (cover[: len(cover) // 2], PASSPHRASE, b"Dear Anna,"),
-        (
-            cover[:10] + cover[10:].replace(cover[12:14], cover[12:14][::-1], 1),
-            PASSPHRASE,
-            b"Dear Anna,",
-        ),
+        (cover[: carrying // 2], PASSPHRASE, b"Dear Anna,"),
+        (cover[: carrying - 1], PASSPHRASE, b"Dear Anna,"),
+        (swapped, PASSPHRASE, b"Dear Anna,"),
     ]
     for text, passphrase, prompt in wrongs:
         with pytest.raises(InertError, match="wrong passphrase"):
             hide.reveal(text, tiny, passphrase, prompt)
+    # a text cut only in its tail still carries the whole payload
+    assert hide.reveal(cover[:carrying], tiny, PASSPHRASE, b"Dear Anna,") == b"meet at noon"
     other = codec.load_model(open_blob(GOLDEN / "tiny-model-v1.blob"))
     if other.blob.id != tiny.blob.id:
         with pytest.raises(InertError, match="wrong passphrase"):
