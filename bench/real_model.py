@@ -38,11 +38,14 @@ def llama_cpp(gguf: Path, work: bytes, threads: int, step_tokens: int) -> dict:
     start = time.perf_counter()
     llm.eval(tokens)
     batch_seconds = time.perf_counter() - start
-    logits = np.asarray(llm.scores[: len(tokens)], dtype=np.float64)  # (T, V)
-    logits -= logits.max(-1, keepdims=True)
-    log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
     following = np.asarray(tokens[1:])
-    bits = -log_probs[np.arange(len(following)), following].sum() / np.log(2)
+    bits = 0.0
+    for a in range(0, len(following), 256):  # (T, V) in float64 would not fit: 256 rows at a time
+        logits = np.asarray(llm.scores[a : min(a + 256, len(following))], dtype=np.float64)
+        logits -= logits.max(-1, keepdims=True)
+        log_norm = np.log(np.exp(logits).sum(-1))
+        rows = np.arange(len(logits))
+        bits -= float((logits[rows, following[a : a + len(logits)]] - log_norm).sum()) / np.log(2)
     llm.reset()
     start = time.perf_counter()
     for token in tokens[:step_tokens]:

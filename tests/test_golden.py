@@ -20,16 +20,16 @@ PAD_KEYS = sorted(GOLDEN.glob("*.pad-v1.inert"))
 
 
 MODEL = GOLDEN / "tiny-model-v1.blob"
-# key format 1; codecs 1 and 3 (the model alone), 2 and 4 (the work's repeats mixed in)
+# key format 1; codecs 1 and 3 (the model alone), 2, 4 and 5 (the work's repeats mixed in)
 MODEL_KEYS = sorted(GOLDEN.glob("*.model-v1.inert")) + sorted(
-    GOLDEN.glob("*.model-codec[234].inert")
+    GOLDEN.glob("*.model-codec[2345].inert")
 )
 CLASSICAL_KEYS = sorted(GOLDEN.glob("prose.classical-m*.inert"))
 
 
 def test_golden_files_are_present() -> None:
     assert len(PAD_KEYS) == 3
-    assert len(MODEL_KEYS) == 16
+    assert len(MODEL_KEYS) == 20
     assert len(CLASSICAL_KEYS) == 5
     assert len(list(GOLDEN.glob("hello.*of3.share-v1.inert"))) == 3
     assert len(list(GOLDEN.glob("hello.*of3.seedshare-v1.inert"))) == 3

@@ -54,3 +54,88 @@ def test_a_full_order_starts_afresh(monkeypatch) -> None:
     h.learn(h.contexts(before), [7] * 5)
     assert len(h.followers[3]) == 1 and h.followers[3] == {(0 * 4096 + 0) * 4096 + 4: {7: 1}}
     assert len(h.followers[1]) == 1  # the fifth distinct one-token context emptied it too
+
+
+def _reference_codec5(tokens: list[int], f: list[int], C: list[int], seg: int, V: int):
+    """Codec 5's coded intervals written from docs/FORMAT.md alone, one lane at a time in
+    plain Python: its own history (dicts), class weights, mix and learning rule."""
+    T, orders, F = 1 << 31, (1, 2, 3, 4, 6, 8, 12, 16, 24), (1 << 31) - V
+    follow: dict = {o: {} for o in orders}  # order -> context -> {token: count}
+    weight: dict = {}  # class -> learned weight
+    out = [None] * len(tokens)
+    bounds = [(a, min(a + seg, len(tokens))) for a in range(0, len(tokens), seg)]
+    for g in range(0, len(bounds), 256):
+        group = bounds[g : g + 256]
+        for t in range(group[0][1] - group[0][0]):
+            lanes = [(a, b) for a, b in group if t < b - a]
+            step = []  # per lane: x, f(x), [(class, w, n, counts)]
+            for a, _ in lanes:
+                i, x = a + t, tokens[a + t]
+                hit = []
+                for j, o in enumerate(orders):
+                    counts = follow[o].get(tuple(tokens[i - o : i])) if t >= o else None
+                    if counts:
+                        n, c = sum(counts.values()), max(counts.values())
+                        cls = (j, min(n, 8), min(4 * c // n, 3), min(len(counts), 3))
+                        w = weight.get(cls, 63570 * c // (n + 4))
+                        hit.append((cls, w, n, counts))
+                K, shares = 65536, []
+                for _, w, _, _ in hit:
+                    shares = [(s * (65536 - w)) >> 16 for s in shares] + [w]
+                    K = (K * (65536 - w)) >> 16
+                B, S = F - ((F * K) >> 16), max(sum(shares), 1)
+                extra: dict = {}
+                for (_, _, n, counts), s in zip(hit, shares, strict=True):
+                    part = B * s // S
+                    for y, cy in counts.items():
+                        extra[y] = extra.get(y, 0) + part * cy // n
+                if extra:
+                    best = min(extra, key=lambda y: (-extra[y], y))
+                    extra[best] += B - sum(extra.values())
+                below = sum(v for y, v in extra.items() if y < x)
+                lo = (((C[i] - x) * K) >> 16) + x + below
+                hi = (((C[i] + f[i] - x - 1) * K) >> 16) + x + 1 + below + extra.get(x, 0)
+                out[i] = (lo, hi - lo)
+                step.append((x, f[i], hit))
+            changes: dict = {}
+            for x, fx, hit in step:  # the weights learn, lane by lane
+                P = [fx]
+                for _, w, n, counts in hit:
+                    Q = T * counts.get(x, 0) // n
+                    P.append(((65536 - w) * P[-1] + w * Q) >> 16)
+                final, L = max(P[-1], 1), 65536
+                for j in reversed(range(len(hit))):
+                    cls, w, n, counts = hit[j]
+                    Q, D = T * counts.get(x, 0) // n, max(P[-1], 1) << 9
+                    changes.setdefault(cls, [w, 0])[1] += (2 * (Q - P[j]) * L + D) // (2 * D)
+                    L = (L * (65536 - w)) >> 16
+                assert final >= 1
+            for cls, (first, delta) in changes.items():
+                weight[cls] = min(max(weight.get(cls, first) + delta, 0), 65470)
+            for a, _ in lanes:  # the history records the step's tokens
+                i = a + t
+                for o in orders:
+                    if t >= o:
+                        counts = follow[o].setdefault(tuple(tokens[i - o : i]), {})
+                        if tokens[i] in counts or len(counts) < 32:
+                            counts[tokens[i]] = counts.get(tokens[i], 0) + 1
+    return out
+
+
+def test_codec_5_intervals_are_the_specs(tiny) -> None:
+    from pathlib import Path
+
+    from inert import codec
+
+    work = (Path(__file__).parent / "golden" / "corpus.txt").read_bytes() * 3
+    tokens = tiny.model.vocab.tokenize(work)
+    settings = codec.CodecSettings(segment_tokens=4, codec=5)
+    starts, sizes = codec.stream_intervals(tiny.engine, tokens, settings)
+    model = codec.stream_intervals(
+        tiny.engine, tokens, codec.CodecSettings(segment_tokens=4, codec=3)
+    )
+    C, f = model[0].tolist(), model[1].tolist()
+    V = tiny.model.config.vocab_size
+    reference = _reference_codec5(tokens.tolist(), f, C, 4, V)
+    assert len(tokens) // 4 > 256  # two groups: the second starts from what the first learned
+    assert list(zip(starts.tolist(), sizes.tolist(), strict=True)) == reference

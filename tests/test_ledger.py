@@ -37,6 +37,20 @@ def test_key_bits_per_token_sum_to_the_payload(tiny, version: int) -> None:
         assert ledger.coded_bits[half:].sum() < 0.8 * ledger.bits[half:].sum()
 
 
+@pytest.mark.parametrize("version", [3, 4, 5])
+def test_one_stream_codecs_key_bits_sum_to_the_payload(tiny, version: int) -> None:
+    settings = codec.CodecSettings(segment_tokens=32, codec=version)
+    work = TEXT * 2
+    ledger = build_ledger(work, tiny, settings)
+    key, stats = codec.model_key(work, tiny, settings)
+    assert abs(ledger.total_key_bits - 8 * len(parse_key(key)[1])) < 1e-6
+    assert abs(ledger.coded_bits.sum() - stats.ideal_bits) < 1e-6  # the very intervals coded
+    assert np.count_nonzero(ledger.flush_bits) <= 1  # one flush, on the last token
+    if version > 3:  # the second copy costs far less than the blob alone would charge
+        half = len(ledger.bits) // 2
+        assert ledger.coded_bits[half:].sum() < 0.8 * ledger.bits[half:].sum()
+
+
 def test_spans_tile_the_work(tiny) -> None:
     ledger = build_ledger(TEXT, tiny)
     assert ledger.starts[0] == 0 and ledger.ends[-1] == len(TEXT)

@@ -95,15 +95,13 @@ def test_every_byte_string_decodes() -> None:
             decoder.consume(lo, width, symbol == 39)
 
 
-@pytest.mark.parametrize("version", [3, 4])
+@pytest.mark.parametrize("version", [3, 4, 5])
 def test_a_model_keys_payload_is_the_spec_coders_output(tiny, version: int) -> None:
     work = (Path(__file__).parent / "golden" / "corpus.txt").read_bytes()[:3000]
     settings = codec.CodecSettings(segment_tokens=32, codec=version)
     key, _ = codec.model_key(work, tiny, settings)
     tokens = tiny.model.vocab.tokenize(work)
-    starts, sizes = np.zeros(len(tokens), np.int64), np.zeros(len(tokens), np.int64)
-    for first, start, size in codec.token_intervals(tiny.engine, tokens, settings):
-        starts[first : first + len(start)], sizes[first : first + len(size)] = start, size
+    starts, sizes = codec.stream_intervals(tiny.engine, tokens, settings)
     order = codec.decode_order(len(tokens), 32)
     last = tokens[order] == tiny.model.config.vocab_size - 1
     symbols = list(zip(starts[order].tolist(), sizes[order].tolist(), last.tolist(), strict=True))

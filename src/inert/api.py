@@ -112,7 +112,7 @@ def encode_to(
         from . import codec as model_codec
 
         loaded = model_codec.load_model(blob, threads)
-        settings = model_codec.default_settings(loaded)
+        settings = model_codec.default_settings(loaded, length)
         if codec is not None:
             settings = replace(settings, codec=codec)
         data = work.read(length + 1)
@@ -261,7 +261,7 @@ def explain(
     if other is not None and other.kind is not Kind.MODEL:
         raise InertError("a reference must be pad, classical or a model blob")
     loaded = model_codec.load_model(blob, threads)
-    settings = model_codec.default_settings(loaded)
+    settings = model_codec.default_settings(loaded, len(work))
     if codec is not None:
         settings = replace(settings, codec=codec)
     if segment_tokens is not None:

@@ -158,12 +158,12 @@ def find_blob(store: Store, header: KeyHeader, blob_ref: str | None) -> Blob:
 
 
 def codec_settings(
-    loaded: LoadedModel, version: str | None, segment_tokens: int | None
+    loaded: LoadedModel, version: str | None, segment_tokens: int | None, work_length: int = 0
 ) -> CodecSettings:
     """--codec and --segment-tokens, checked against the model: a segment fits its context."""
     from .codec import default_settings
 
-    settings = default_settings(loaded)
+    settings = default_settings(loaded, work_length)
     if version is not None:
         settings = replace(settings, codec=int(version))
     check_segment_tokens(loaded, segment_tokens)
@@ -211,10 +211,12 @@ quiet_option = click.option(
 codec_option = click.option(
     "--codec",
     "codec_version",
-    type=click.Choice(["1", "2", "3", "4"]),
-    help="Model blobs: 4 codes with the model and the work's own repeats, 3 with the model "
-    "alone (1 and 2: their predecessors, at 2^24 with constriction's coder) "
-    "[default: 4 for models inert trained, 3 for imported ones].",
+    type=click.Choice(["1", "2", "3", "4", "5"]),
+    help="Model blobs: 4 codes with the model and the work's own repeats, 5 with longer "
+    "repeats and weights learned as it goes (smaller keys of long works, slower), 3 with the "
+    "model alone (1 and 2: their predecessors, at 2^24 with constriction's coder) "
+    "[default: for models inert trained 4, or 5 for works of 64 KiB or more; 3 for imported "
+    "ones].",
 )
 
 
@@ -406,11 +408,13 @@ def encode_with_model(
     from . import codec
 
     loaded = codec.load_model(blob, threads)
-    settings = replace(codec_settings(loaded, version, segment_tokens), smallest=not model_key)
+    check_segment_tokens(loaded, segment_tokens)  # a bad option fails before the work is read
     with open_input(work, "the work") as (src, length):
         data = src.read()
     if len(data) != length:
         raise InertError("the work changed size while being read")
+    settings = codec_settings(loaded, version, segment_tokens, length)
+    settings = replace(settings, smallest=not model_key)
     tokens_guess = max(1, length // 3)
     with atomic_output(output, force=force, inputs=[work, str(blob.path)]) as out:
         with progress_bar(tokens_guess, "encode", quiet, unit="tokens") as progress:

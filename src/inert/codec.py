@@ -31,11 +31,14 @@ from . import classical, rangecoder
 from .engine import FREQ_TOTALS, Engine, table_rows
 from .errors import ChecksumError, InertError, KeyFormatError
 from .history import (
+    CONTEXTS_MAX_OF,
     GROUP,
     ORDERS_OF,
     History,
     Predictions,
+    Weights,
     mix,
+    mix_interval,
     mixed_cumulative,
     mixed_intervals,
     replay,
@@ -60,11 +63,14 @@ from .streams import Progress
 # Version 2: the same, with the work's own repeats mixed in (history.py). Version 3: one
 # stream of inert's range coder for the whole key, tables at 2^31. Version 4: version 3
 # with the repeats of contexts of 1, 2, 3, 4 and 6 tokens mixed into the tables' running
-# sums. Changing any of these changes keys: add a version, and keep decoding every earlier one.
+# sums. Version 5: version 4 with contexts of up to 24 tokens, remembered across a megabyte,
+# and each order's weight learned from how well it has predicted (history.Weights).
+# Changing any of these changes keys: add a version, and keep decoding every earlier one.
 CODEC_VERSION = 4
-CODECS = (1, 2, 3, 4)
-HISTORY_CODECS = (2, 4)
-TABLE_CODEC = {1: 1, 2: 2, 3: 3, 4: 3}  # the engine's table arithmetic of each codec
+CODECS = (1, 2, 3, 4, 5)
+HISTORY_CODECS = (2, 4, 5)
+LEARNING_CODECS = (5,)  # their history's weights are learned from the model's tables
+TABLE_CODEC = {1: 1, 2: 2, 3: 3, 4: 3, 5: 3}  # the engine's table arithmetic of each codec
 T = TypeVar("T")
 
 
@@ -86,15 +92,24 @@ class CodecSettings:
     smallest: bool = True
 
 
-def default_settings(loaded: LoadedModel) -> CodecSettings:
+LONG_WORK = 1 << 16  # bytes from which inert's own blobs code with codec 5
+
+
+def default_settings(loaded: LoadedModel, work_length: int = 0) -> CodecSettings:
     """The settings a blob codes best with when nobody says otherwise.
 
     The fixed mix of the work's repeats (codecs 2 and 4) makes up for what a small model
     forgets (20-35 % smaller keys with inert's own 1.3 M-parameter blobs), but costs a real
     model that remembers its whole context: +3.4 % on Gemma 3 270M (4,808 against 4,648
     bits on 3 KB of docs/FORMAT.md). Imported blobs code with the model alone (codec 3).
+    Codec 5's long contexts and learned weights pay on long works (keys 1 % smaller at
+    100 KB, 6 % at 250 KB, 12 % at 1.1 MB than codec 4's) and little below 64 KB (0.1-0.3 %)
+    where its 10-35 % slower encoding is not worth it: a work of LONG_WORK bytes or more
+    gets codec 5, a shorter one codec 4.
     """
-    return CodecSettings(codec=3 if loaded.model.source else CODEC_VERSION)
+    if loaded.model.source:
+        return CodecSettings(codec=3)
+    return CodecSettings(codec=5 if work_length >= LONG_WORK else CODEC_VERSION)
 
 
 @dataclass
@@ -211,6 +226,78 @@ def ahead(items: Iterator[T], depth: int = AHEAD) -> Iterator[T]:
         helper.join()
 
 
+def new_history(vocab_size: int, codec: int) -> History:
+    """The empty history of the work's repeats that codec `codec` mixes in."""
+    return History(vocab_size, ORDERS_OF[codec], CONTEXTS_MAX_OF[codec])
+
+
+class LearnedMix:
+    """Codec 5's coded intervals, group after group of segments: each token's interval in
+    its coded table from its interval in the model's (starts, sizes (N,), work order), the
+    decoder's steps replayed — predict, mix with the learned weights, learn the weights,
+    learn the history — position by position. A group needs only its own model intervals,
+    so it can be mixed while the engine evaluates the next."""
+
+    def __init__(
+        self,
+        tokens: np.ndarray,
+        starts: np.ndarray,
+        sizes: np.ndarray,
+        segment_tokens: int,
+        vocab: int,
+    ) -> None:
+        self.tokens, self.starts, self.sizes, self.vocab = tokens, starts, sizes, vocab
+        self.history = new_history(vocab, 5)
+        self.weights = Weights(ORDERS_OF[5])
+        self.out_starts, self.out_sizes = starts.copy(), sizes.copy()
+        self.bounds = segment_bounds(len(tokens), segment_tokens)
+        self.groups = [self.bounds[g : g + GROUP] for g in range(0, len(self.bounds), GROUP)]
+        self._lanes = [  # lanes of each step of each group: a prefix (the last is shorter)
+            [sum(1 for a, b in group if t < b - a) for t in range(group[0][1] - group[0][0])]
+            for group in self.groups
+        ]
+        self._work = tokens.tolist()
+
+    def group_end(self, g: int) -> int:
+        """The work position after the last token of group g."""
+        return self.groups[g][-1][1]
+
+    def replay_group(self, g: int) -> list[list[Predictions]]:
+        """The history's predictions at each step of group g (the steps' lanes), and the
+        group learned: what needs no model, so it can run while the engine does."""
+        history, work = self.history, self._work
+        back = history.longest
+        firsts = [a for a, _ in self.groups[g]]
+        lengths = [b - a for a, b in self.groups[g]]
+        steps = []
+        for t in range(max(lengths)):
+            lanes = sum(1 for n in lengths if t < n)  # a prefix: only the last is shorter
+            contexts = history.contexts(
+                [work[a + max(0, t - back) : a + t] for a in firsts[:lanes]]
+            )
+            steps.append(history.predict(list(range(lanes)), contexts))
+            history.learn(contexts, [work[a + t] for a in firsts[:lanes]])
+        return steps
+
+    def mix_group(self, g: int, steps: list[list[Predictions]]) -> None:
+        """Group g's coded intervals, its model intervals known and its steps replayed."""
+        weights, tokens = self.weights, self.tokens
+        firsts = np.array([a for a, _ in self.groups[g]], dtype=np.int64)
+        for t, predictions in enumerate(steps):
+            lanes = self._lanes[g][t]
+            at = firsts[:lanes] + t
+            symbols = tokens[at]
+            learned = weights.of(predictions)
+            part = sparse(predictions, lanes, self.vocab, rangecoder.TOTAL, learned)
+            start, size = mix_interval(self.starts[at], self.sizes[at], symbols, part)
+            self.out_starts[at], self.out_sizes[at] = start, size
+            weights.learn(predictions, learned, symbols, self.sizes[at], rangecoder.TOTAL)
+
+    def mix_all(self) -> None:
+        for g in range(len(self.groups)):
+            self.mix_group(g, self.replay_group(g))
+
+
 def segment_tables(
     engine: Engine, tokens: np.ndarray, segment_tokens: int, batch: int = 4, codec: int = 1
 ) -> Iterator[Tables]:
@@ -283,7 +370,7 @@ def coded_tables(engine: Engine, tokens: np.ndarray, settings: CodecSettings) ->
     if settings.codec not in HISTORY_CODECS:
         yield from ahead(segment_tables(engine, tokens, size, batch, table_codec))
         return
-    history = History(engine.config.vocab_size, ORDERS_OF[settings.codec])
+    history = new_history(engine.config.vocab_size, settings.codec)
     bounds = segment_bounds(len(tokens), size)
     for first in range(0, len(bounds), GROUP):
         lo, hi = bounds[first][0], bounds[min(first + GROUP, len(bounds)) - 1][1]
@@ -332,7 +419,10 @@ def token_intervals(
     engine: Engine, tokens: np.ndarray, settings: CodecSettings, progress: Progress | None = None
 ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """Codecs 3 and 4: (first token, starts, sizes) of blocks of the work's tokens, each
-    token's interval in its coded table (the model's, with the repeats mixed in by codec 4)."""
+    token's interval in its coded table (the model's, with the repeats mixed in by codec 4).
+    Codec 5's come only once the whole work's model intervals are known: stream_intervals."""
+    if settings.codec in LEARNING_CODECS:
+        raise ValueError("codec 5's intervals are mixed after the model's: stream_intervals")
     for tables in coded_tables(engine, tokens, settings):
         symbols = tokens[tables.first : tables.first + len(tables.freq)]
         start, size = mixed_intervals(tables.freq, symbols, tables.predictions, rangecoder.TOTAL)
@@ -358,15 +448,50 @@ def decode_order(token_count: int, segment_tokens: int) -> np.ndarray:
 def encode_stream(
     engine: Engine, tokens: np.ndarray, settings: CodecSettings, progress: Progress | None = None
 ) -> tuple[bytes, float]:
-    """Codecs 3 and 4: the key's payload — every token in one stream, in decoding order —
-    and the ideal bit count. Two integers per token wait for the stream, not tables."""
+    """Codecs 3-5: the key's payload — every token in one stream, in decoding order — and
+    the ideal bit count. Two integers per token wait for the stream, not tables."""
+    starts, sizes = stream_intervals(engine, tokens, settings, progress)
+    code = stream_code(tokens, starts, sizes, settings.segment_tokens, engine.config.vocab_size)
+    return code, float(np.sum(rangecoder.TOTAL_BITS - np.log2(sizes)))
+
+
+def stream_intervals(
+    engine: Engine, tokens: np.ndarray, settings: CodecSettings, progress: Progress | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Codecs 3-5: each token's interval (starts, sizes (N,) int64, work order) in its coded
+    table."""
+    if settings.codec in LEARNING_CODECS:
+        return _learned_intervals(engine, tokens, settings, progress)
     starts = np.zeros(len(tokens), dtype=np.int64)
     sizes = np.ones(len(tokens), dtype=np.int64)
     for first, start, size in token_intervals(engine, tokens, settings, progress):
         starts[first : first + len(start)] = start
         sizes[first : first + len(size)] = size
-    code = stream_code(tokens, starts, sizes, settings.segment_tokens, engine.config.vocab_size)
-    return code, float(np.sum(rangecoder.TOTAL_BITS - np.log2(sizes)))
+    return starts, sizes
+
+
+def _learned_intervals(
+    engine: Engine, tokens: np.ndarray, settings: CodecSettings, progress: Progress | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Codec 5: the model's intervals (codec 3's tables), each group of segments mixed as
+    soon as the engine has made its last one, its history replayed meanwhile by a helper."""
+    starts = np.zeros(len(tokens), dtype=np.int64)
+    sizes = np.ones(len(tokens), dtype=np.int64)
+    mixer = LearnedMix(tokens, starts, sizes, settings.segment_tokens, engine.config.vocab_size)
+    done = 0  # groups mixed
+    with ThreadPoolExecutor(1) as helper:  # replays the history, a group ahead of the mix
+        replayed = helper.submit(mixer.replay_group, 0) if mixer.groups else None
+        model = replace(settings, codec=3)
+        for first, start, size in token_intervals(engine, tokens, model, progress):
+            starts[first : first + len(start)] = start
+            sizes[first : first + len(size)] = size
+            while done < len(mixer.groups) and mixer.group_end(done) <= first + len(start):
+                steps = replayed.result()
+                if done + 1 < len(mixer.groups):
+                    replayed = helper.submit(mixer.replay_group, done + 1)
+                mixer.mix_group(done, steps)
+                done += 1
+    return mixer.out_starts, mixer.out_sizes
 
 
 def stream_code(
@@ -485,9 +610,8 @@ def decode_segments(
     Codecs 2-4 decode history.GROUP lanes, whatever `lanes` says: their code depends on them.
     """
     bounds = segment_bounds(token_count, segment_tokens)
-    history = (
-        History(engine.config.vocab_size, ORDERS_OF[codec]) if codec in HISTORY_CODECS else None
-    )
+    history = new_history(engine.config.vocab_size, codec) if codec in HISTORY_CODECS else None
+    weights = Weights(ORDERS_OF[codec]) if codec in LEARNING_CODECS else None
     stream = code if isinstance(code, rangecoder.Decoder) else None
     lanes = lanes if codec == 1 else GROUP
     with ThreadPoolExecutor(1) as ahead:
@@ -499,7 +623,9 @@ def decode_segments(
                 ]
             else:
                 readers = stream
-            yield from _decode_group(engine, group, readers, codec, history, ahead, progress)
+            yield from _decode_group(
+                engine, group, readers, codec, history, weights, ahead, progress
+            )
 
 
 Readers = list | rangecoder.Decoder  # constriction's decoder of each lane, or the one stream
@@ -511,6 +637,7 @@ def _decode_group(
     readers: Readers,
     codec: int,
     history: History | None,
+    weights: Weights | None,
     ahead: ThreadPoolExecutor,
     progress: Progress | None,
 ) -> Iterator[np.ndarray]:
@@ -535,9 +662,13 @@ def _decode_group(
                 history.learn(*learned)
             contexts = history.contexts(out[live, max(0, step - back) : step].tolist())
             predictions = history.predict(live, contexts)
+        learned = weights.of(predictions) if weights else None
         freq = pending.result()[:, 0]  # (lanes, V) int64
         if isinstance(readers, rangecoder.Decoder):
-            out[live, step] = _read_step(readers, freq, predictions)
+            out[live, step] = symbols = _read_step(readers, freq, predictions, learned)
+            if weights and learned is not None:
+                chosen = freq[np.arange(len(live)), symbols]
+                weights.learn(predictions, learned, symbols, chosen, rangecoder.TOTAL)
         else:
             out[live, step] = _read_lanes(readers, freq, predictions, step)
         if history:
@@ -552,14 +683,19 @@ def _decode_group(
 
 
 def _read_step(
-    stream: rangecoder.Decoder, freq: np.ndarray, predictions: list[Predictions]
+    stream: rangecoder.Decoder,
+    freq: np.ndarray,
+    predictions: list[Predictions],
+    weights: list[np.ndarray] | None = None,
 ) -> np.ndarray:
-    """Codecs 3 and 4: one token of each lane (in lane order) from the key's stream, given
-    the model's tables freq (lanes, V) int64 and the history's predictions for them."""
+    """Codecs 3-5: one token of each lane (in lane order) from the key's stream, given the
+    model's tables freq (lanes, V) int64, the history's predictions for them and (codec 5)
+    each order's learned weights."""
     lanes, vocab = freq.shape
     cumulative = np.cumsum(freq, axis=1)  # (lanes, V): C(x + 1) at x
     if predictions:
-        mixed_cumulative(cumulative, sparse(predictions, lanes, vocab, rangecoder.TOTAL))
+        part = sparse(predictions, lanes, vocab, rangecoder.TOTAL, weights)
+        mixed_cumulative(cumulative, part)
     symbols = np.zeros(lanes, dtype=np.int64)
     for lane in range(lanes):
         symbol, start, size = rangecoder.find(cumulative[lane], stream.target())

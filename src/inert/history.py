@@ -30,10 +30,13 @@ GROUP = 256  # segments decoded in lockstep, sharing one history as they go
 # and 6 gain 0.3-0.8 % on 18-60 KB texts and 15 % on a 1.1 MB one with long repeats; a match
 # model (the continuation of the last occurrence of the 12 tokens before) and weights adapted
 # online gained nothing more measurable over them (bench notes in the README)
-ORDERS_OF = {2: (1, 2, 3), 4: (1, 2, 3, 4, 6)}
+ORDERS_OF = {2: (1, 2, 3), 4: (1, 2, 3, 4, 6), 5: (1, 2, 3, 4, 6, 8, 12, 16, 24)}
 ORDERS = ORDERS_OF[2]
 FOLLOWERS_MAX = 32  # distinct followers a context records: bounds the work per token
-CONTEXTS_MAX = 1 << 16  # contexts an order holds before it starts afresh: bounds memory
+# contexts an order holds before it starts afresh: bounds memory (codec 5: a work's repeats
+# a megabyte apart are still remembered)
+CONTEXTS_MAX = 1 << 16
+CONTEXTS_MAX_OF = {2: CONTEXTS_MAX, 4: CONTEXTS_MAX, 5: 1 << 20}
 WEIGHT_ONE = 1 << 16  # a context's weight is a fraction of this
 WEIGHT_MAX = 63570  # round(0.97 * 2**16)
 WEIGHT_PRIOR = 4  # weight = WEIGHT_MAX * (top count) // (seen + 4): sure, and seen often
@@ -87,9 +90,12 @@ class History:
     bounds memory and keeps the history about the recent part of a long work.
     """
 
-    def __init__(self, vocab_size: int, orders: tuple[int, ...] = ORDERS) -> None:
+    def __init__(
+        self, vocab_size: int, orders: tuple[int, ...] = ORDERS, contexts_max: int = CONTEXTS_MAX
+    ) -> None:
         self.vocab_size = vocab_size
         self.orders = orders
+        self.contexts_max = contexts_max
         self.longest = max(orders)  # tokens of context the longest order reads
         self.followers: dict[int, dict[int, dict[int, int]]] = {o: {} for o in orders}
         self.stats: dict[int, dict[int, list[int]]] = {o: {} for o in orders}
@@ -127,7 +133,7 @@ class History:
             for ctx, token in zip(contexts[o], tokens, strict=True):
                 if ctx is None:
                     continue
-                if ctx not in followers and len(followers) == CONTEXTS_MAX:
+                if ctx not in followers and len(followers) == self.contexts_max:
                     followers.clear()
                     stats.clear()
                 seen = followers.setdefault(ctx, {})
@@ -246,7 +252,13 @@ class Sparse:
     amounts: np.ndarray  # (E,) int64 >= 0
 
 
-def sparse(predictions: list[Predictions], count: int, vocab: int, total: int) -> Sparse:
+def sparse(
+    predictions: list[Predictions],
+    count: int,
+    vocab: int,
+    total: int,
+    weights: list[np.ndarray] | None = None,
+) -> Sparse:
     """Predictions for `count` rows -> the history's part of their tables at `total`.
 
     Weights and shares as in `mix`: order o gets w_o = WEIGHT_MAX * c // (n + 4), each later
@@ -254,6 +266,7 @@ def sparse(predictions: list[Predictions], count: int, vocab: int, total: int) -
     B = (total - V) - ((total - V) * K >> 16), is split among the orders in proportion to
     their shares and within an order in proportion to its counts, every part floored; what
     the floors leave of B goes to the token with the largest amount (the first, on ties).
+    `weights`: each order's w per row (codec 5's learned ones, `Weights`) instead of the rule.
     """
     keep = np.full(count, WEIGHT_ONE, dtype=np.int64)
     hit = [p for p in predictions if len(p.rows)]
@@ -261,14 +274,19 @@ def sparse(predictions: list[Predictions], count: int, vocab: int, total: int) -
         empty = np.zeros(0, dtype=np.int64)
         return Sparse(keep, empty, empty, empty)
     shares: list[np.ndarray] = []
-    for p in hit:  # shortest context first; each later order scales what came before
+    learned = (
+        [w for p, w in zip(predictions, weights, strict=True) if len(p.rows)] if weights else []
+    )
+    for i, p in enumerate(hit):  # shortest context first; each later order scales the earlier
         w = np.zeros(count, dtype=np.int64)
-        w[p.rows] = WEIGHT_MAX * p.top // (p.seen + WEIGHT_PRIOR)
+        w[p.rows] = learned[i] if learned else WEIGHT_MAX * p.top // (p.seen + WEIGHT_PRIOR)
         shares = [(s * (WEIGHT_ONE - w)) >> 16 for s in shares] + [w]
         keep = (keep * (WEIGHT_ONE - w)) >> 16
     free = total - vocab
     budget = free - ((free * keep) >> 16)  # (R,)
-    share_sum = sum(shares)  # (R,) > 0 on every row some order predicts
+    # (R,) > 0 on every row some order predicts with a weight above 0 (on a row whose
+    # learned weights are all 0 the budget is 0 too)
+    share_sum = np.maximum(sum(shares), 1)
     rows, tokens, amounts = [], [], []
     for p, share in zip(hit, shares, strict=True):
         owner = p.rows[p.owner]  # (E,) the row of each entry
@@ -305,7 +323,16 @@ def mixed_intervals(
     start, size = intervals(freq, symbols)
     if not predictions:
         return start, size
-    part = sparse(predictions, len(symbols), freq.shape[1], total)
+    return mix_interval(
+        start, size, symbols, sparse(predictions, len(symbols), freq.shape[1], total)
+    )
+
+
+def mix_interval(
+    start: np.ndarray, size: np.ndarray, symbols: np.ndarray, part: Sparse
+) -> tuple[np.ndarray, np.ndarray]:
+    """The symbols' intervals (start, size) (R,) in the model's tables -> in the coded
+    tables, the history's part mixed into their running sums (see mixed_intervals)."""
     rows = np.arange(len(symbols))
     below = np.zeros(len(rows), dtype=np.int64)  # S(x)
     at = np.zeros(len(rows), dtype=np.int64)  # the symbol's own amount
@@ -339,3 +366,93 @@ def mixed_cumulative(cumulative: np.ndarray, part: Sparse) -> np.ndarray:
     rows += extra
     cumulative[hit] = rows
     return cumulative
+
+
+# ---------------------------------------------------------------------------- codec 5
+
+CLASS_SEEN = 8  # a context seen 8 times or more is one class
+WEIGHT_TOP = 65470  # a learned weight stays below 1 (0.999): the model keeps some mass
+RATE_SHIFT = 9  # a weight moves by 1/512 of its gradient per token (1/128: 4 % larger keys)
+
+
+class Weights:
+    """Codec 5: each order's weight, learned from what has been predicting well.
+
+    A row's class, per order: (order, min(n, 8), min(4c // n, 3), min(d, 3)) for a context
+    seen n times, its top follower c times, with d distinct followers. A class's weight
+    starts as the first row's rule weight (WEIGHT_MAX c // (n + 4)) and, after each step,
+    follows the gradient of log2 of the coded token's probability in the chain of mixes:
+    P_0 = f(x) (the model's frequency of the coded token x), P_j = ((1 - w_j) P_{j-1} +
+    w_j Q_j) >> 16 with Q_j = T cx_j // n_j (cx_j: how often x followed order j's context),
+    and w_j += round((Q_j - P_{j-1}) L_j / (P * 2**9)) (halves up), P the last P_j (at least 1) and L_j the
+    keep of the orders after j (L = 2**16 for the last; L_{j-1} = (L_j (1 - w_j)) >> 16).
+    A step's changes to one class are summed, then the sum applied and kept in [0, 65470].
+    Everything is an integer: the weights are the same on every machine.
+    """
+
+    def __init__(self, orders: tuple[int, ...]) -> None:
+        self.orders = orders
+        self.classes = len(orders) * (CLASS_SEEN + 1) * 16
+        self.weight = np.zeros(self.classes, dtype=np.int64)
+        self.known = np.zeros(self.classes, dtype=bool)
+
+    def _class(self, j: int, p: Predictions) -> np.ndarray:
+        distinct = np.bincount(p.owner, minlength=len(p.rows))
+        seen = np.minimum(p.seen, CLASS_SEEN)
+        sure = np.minimum(4 * p.top // p.seen, 3)
+        return ((j * (CLASS_SEEN + 1) + seen) * 4 + sure) * 4 + np.minimum(distinct, 3)
+
+    def of(self, predictions: list[Predictions]) -> list[np.ndarray]:
+        """Each order's weight for each of its predicted rows."""
+        out = []
+        for j, p in enumerate(predictions):
+            cls = self._class(j, p)
+            rule = WEIGHT_MAX * p.top // (p.seen + WEIGHT_PRIOR)
+            out.append(np.where(self.known[cls], self.weight[cls], rule))
+        return out
+
+    def learn(
+        self,
+        predictions: list[Predictions],
+        weights: list[np.ndarray],
+        symbols: np.ndarray,
+        model_freq: np.ndarray,
+        total: int,
+    ) -> None:
+        """After a step: rows r coded symbols[r], the model's frequency of each model_freq[r]."""
+        count = len(symbols)
+        chain = [model_freq.astype(np.int64)]  # P_0 per row
+        stages = []
+        for p, w in zip(predictions, weights, strict=True):
+            q = np.zeros(count, dtype=np.int64)
+            wr = np.zeros(count, dtype=np.int64)
+            if len(p.rows):
+                x = symbols[p.rows[p.owner]]
+                hits = p.tokens == x
+                cx = np.zeros(len(p.rows), dtype=np.int64)
+                cx[p.owner[hits]] = p.counts[hits]
+                q[p.rows] = total * cx // p.seen
+                wr[p.rows] = w
+            prev = chain[-1]
+            chain.append(((WEIGHT_ONE - wr) * prev + wr * q) >> 16)
+            stages.append((q, wr, prev))
+        final = np.maximum(chain[-1], 1)
+        later = np.full(count, WEIGHT_ONE, dtype=np.int64)
+        for j in reversed(range(len(predictions))):
+            q, wr, prev = stages[j]
+            p = predictions[j]
+            if len(p.rows):
+                rows = p.rows
+                den = final[rows] << RATE_SHIFT  # the step, rounded to the nearest
+                step = (2 * (q[rows] - prev[rows]) * later[rows] + den) // (2 * den)
+                cls = self._class(j, p)
+                fresh = ~self.known[cls]
+                if fresh.any():  # a class's first row sets where it starts
+                    first_cls, first = np.unique(cls[fresh], return_index=True)
+                    self.weight[first_cls] = wr[rows[fresh][first]]
+                    self.known[first_cls] = True
+                delta = np.zeros(self.classes, dtype=np.int64)
+                np.add.at(delta, cls, step)
+                touched = np.unique(cls)
+                self.weight[touched] = np.clip(self.weight[touched] + delta[touched], 0, WEIGHT_TOP)
+            later = (later * (WEIGHT_ONE - wr)) >> 16

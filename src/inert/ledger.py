@@ -18,7 +18,16 @@ from typing import BinaryIO
 
 import numpy as np
 
-from .codec import TABLE_CODEC, CodecSettings, LoadedModel, SegmentCoder, coded_tables, stream_code
+from .codec import (
+    LEARNING_CODECS,
+    TABLE_CODEC,
+    CodecSettings,
+    LearnedMix,
+    LoadedModel,
+    SegmentCoder,
+    coded_tables,
+    stream_code,
+)
 from .engine import FREQ_TOTALS
 from .history import mix, mixed_intervals
 from .keyfile import STREAM_CODECS, KeyHeader, Kind, encode_uvarint
@@ -141,7 +150,9 @@ def build_ledger(
     starts, sizes = np.zeros(T, dtype=np.int64), np.ones(T, dtype=np.int64)  # codecs 3-4
     total = FREQ_TOTALS[TABLE_CODEC[settings.codec]]
     vocab_size = loaded.model.config.vocab_size
-    for tables in coded_tables(loaded.engine, tokens, settings):
+    learning = settings.codec in LEARNING_CODECS  # codec 5: the model's tables, then the mix
+    model = replace(settings, codec=3) if learning else settings
+    for tables in coded_tables(loaded.engine, tokens, model):
         freq, start = tables.freq, tables.first
         rows, end = np.arange(len(freq)), start + len(freq)
         symbols = tokens[start:end]
@@ -161,7 +172,8 @@ def build_ledger(
             lo, size = mixed_intervals(freq, symbols, tables.predictions, total)
             starts[start:end], sizes[start:end] = lo, size
             coded[start:end] = -np.log2(size / total)
-            if on_rows and tables.ends_segment and end < T:  # the last waits for the flush
+            if on_rows and tables.ends_segment and end < T and not learning:  # the last
+                # waits for the flush; codec 5's rows all wait for the mix
                 on_rows(book, tables.start, end)
             continue
         coded_freq = mix(freq, tables.predictions, inplace=True)  # the model's table is read
@@ -175,6 +187,15 @@ def build_ledger(
             coder = SegmentCoder()
             if on_rows:
                 on_rows(book, first, end)
+    if learning and T:
+        mixer = LearnedMix(tokens, starts, sizes, segment_tokens, vocab_size)
+        mixer.mix_all()
+        starts, sizes = mixer.out_starts, mixer.out_sizes
+        coded[:] = -np.log2(sizes / total)
+        if on_rows:
+            last_segment = (T - 1) // segment_tokens * segment_tokens
+            for a in range(0, last_segment, segment_tokens):
+                on_rows(book, a, a + segment_tokens)
     if stream and T:  # the key's one flush (and the coder's rounding), on its last token
         code = stream_code(tokens, starts, sizes, segment_tokens, vocab_size)
         flush[T - 1] = 8 * len(code) - coded.sum()

@@ -27,7 +27,13 @@ WORKS = {
 }
 
 
-KEYS = {1: "model-v1", 2: "model-codec2", 3: "model-codec3", 4: "model-codec4"}  # codec -> suffix
+KEYS = {  # codec -> suffix
+    1: "model-v1",
+    2: "model-codec2",
+    3: "model-codec3",
+    4: "model-codec4",
+    5: "model-codec5",
+}
 
 
 def main() -> None:
