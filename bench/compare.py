@@ -4,8 +4,9 @@
     python bench/compare.py FILE_OR_DIR... --components
 
 --components prints, per file, the model key alone (codec 3), with the work's repeats mixed
-in (codec 4) and the key `inert encode` writes (the smallest of that, the best classical
-method and the work as is), each as a ratio of the best classical result.
+in (codec 4), with longer contexts and learned weights (codec 5) and the key `inert encode`
+writes (the smallest of its codec's key, the best classical method and the work as is), each
+as a ratio of the best classical result.
 
 For every file: bits per byte of inert (whole key file, header included; the default blob
 unless --blob), xz -9e, zstd -19, brotli -11, bzip2 -9 and PPMd order 6 (pyppmd, 16 MiB),
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from inert import codec
@@ -42,7 +44,10 @@ def main() -> None:
     parser.add_argument("--blob", help="model blob [default: the embedded default blob]")
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
     parser.add_argument(
-        "--codec", type=int, default=codec.CODEC_VERSION, help="3: the model alone; 4: + repeats"
+        "--codec",
+        type=int,
+        help="3: the model alone; 4: + repeats; 5: + long contexts, learned weights "
+        "[default: inert encode's choice]",
     )
     parser.add_argument("--components", action="store_true", help="a column per component")
     args = parser.parse_args()
@@ -70,7 +75,10 @@ def main() -> None:
     for path in files_of(args.paths):
         work = path.read_bytes()
         t0 = time.perf_counter()
-        key, _ = codec.encode_work(work, loaded, codec.CodecSettings(codec=args.codec))
+        settings = codec.default_settings(loaded, len(work))
+        if args.codec:
+            settings = replace(settings, codec=args.codec)
+        key, _ = codec.encode_work(work, loaded, settings)
         t1 = time.perf_counter()
         assert codec.decode_work(key, loaded) == work, f"{path}: round trip failed"
         t2 = time.perf_counter()
@@ -97,20 +105,23 @@ def components(loaded: codec.LoadedModel, paths: list[Path]) -> None:
     from inert.keyfile import KeyHeader, Kind
 
     print(
-        "| file | bytes | best classical (bits/byte) | model alone | + repeats | "
-        "+ classical and stored (inert encode) |"
+        "| file | bytes | best classical (bits/byte) | model alone (3) | + repeats (4) | "
+        "+ long contexts, learned weights (5) | inert encode |"
     )
-    print("|---|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for path in paths:
         work = path.read_bytes()
         best = min(len(fn(work)) for fn in CLASSICAL.values())
-        sizes = []
-        for version in (3, 4):
+        sizes = {}
+        for version in (3, 4, 5):
             settings = codec.CodecSettings(codec=version, smallest=False)
-            sizes.append(len(codec.model_key(work, loaded, settings)[0]))
+            sizes[version] = len(codec.model_key(work, loaded, settings)[0])
         header = len(KeyHeader(Kind.CLASSICAL, bytes(8), len(work), (1,), 0).to_bytes())
-        chosen = min(sizes[1], header + len(classical.smallest(work)[1]), header + len(work))
-        cells = " | ".join(f"{n / best:.3f}" for n in (*sizes, chosen))
+        chosen_codec = codec.default_settings(loaded, len(work)).codec
+        chosen = min(
+            sizes[chosen_codec], header + len(classical.smallest(work)[1]), header + len(work)
+        )
+        cells = " | ".join(f"{n / best:.3f}" for n in (*sizes.values(), chosen))
         print(f"| {path.name} | {len(work):,} | {8 * best / len(work):.3f} | {cells} |", flush=True)
 
 

@@ -45,11 +45,8 @@ def test_a_context_records_at_most_followers_max_distinct_followers() -> None:
     assert history.stats[1][0] == [FOLLOWERS_MAX + 1, 2]
 
 
-def test_a_full_order_starts_afresh(monkeypatch) -> None:
-    from inert import history as module
-
-    monkeypatch.setattr(module, "CONTEXTS_MAX", 4)
-    h = History(4096)
+def test_a_full_order_starts_afresh() -> None:
+    h = History(4096, contexts_max=4)
     before = [[0, 0, t] for t in range(5)]  # five distinct contexts of every order
     h.learn(h.contexts(before), [7] * 5)
     assert len(h.followers[3]) == 1 and h.followers[3] == {(0 * 4096 + 0) * 4096 + 4: {7: 1}}
