@@ -104,7 +104,8 @@ def _reference_codec5(tokens: list[int], f: list[int], C: list[int], seg: int, V
                 for j in reversed(range(len(hit))):
                     cls, w, n, counts = hit[j]
                     Q, D = T * counts.get(x, 0) // n, max(P[-1], 1) << 9
-                    changes.setdefault(cls, [w, 0])[1] += (2 * (Q - P[j]) * L + D) // (2 * D)
+                    step = (2 * (Q - P[j]) * L + D) // (2 * D)
+                    changes.setdefault(cls, [w, 0])[1] += min(max(step, -2048), 2048)
                     L = (L * (65536 - w)) >> 16
                 assert final >= 1
             for cls, (first, delta) in changes.items():

@@ -373,6 +373,7 @@ def mixed_cumulative(cumulative: np.ndarray, part: Sparse) -> np.ndarray:
 CLASS_SEEN = 8  # a context seen 8 times or more is one class
 WEIGHT_TOP = 65470  # a learned weight stays below 1 (0.999): the model keeps some mass
 RATE_SHIFT = 9  # a weight moves by 1/512 of its gradient per token (1/128: 4 % larger keys)
+STEP_MAX = 2048  # and by 1/32 at most: a token the mix thought unlikely has a huge gradient
 
 
 class Weights:
@@ -384,7 +385,8 @@ class Weights:
     follows the gradient of log2 of the coded token's probability in the chain of mixes:
     P_0 = f(x) (the model's frequency of the coded token x), P_j = ((1 - w_j) P_{j-1} +
     w_j Q_j) >> 16 with Q_j = T cx_j // n_j (cx_j: how often x followed order j's context),
-    and w_j += round((Q_j - P_{j-1}) L_j / (P * 2**9)) (halves up), P the last P_j (at least 1) and L_j the
+    and w_j += round((Q_j - P_{j-1}) L_j / (P * 2**9)) (halves up, then kept within
+    +-2048), P the last P_j (at least 1) and L_j the
     keep of the orders after j (L = 2**16 for the last; L_{j-1} = (L_j (1 - w_j)) >> 16).
     A step's changes to one class are summed, then the sum applied and kept in [0, 65470].
     Everything is an integer: the weights are the same on every machine.
@@ -445,6 +447,7 @@ class Weights:
                 rows = p.rows
                 den = final[rows] << RATE_SHIFT  # the step, rounded to the nearest
                 step = (2 * (q[rows] - prev[rows]) * later[rows] + den) // (2 * den)
+                step = np.clip(step, -STEP_MAX, STEP_MAX)  # one surprise must not swing it
                 cls = self._class(j, p)
                 fresh = ~self.known[cls]
                 if fresh.any():  # a class's first row sets where it starts
