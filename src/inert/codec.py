@@ -3,10 +3,11 @@
 The work's tokens are cut into segments of `segment_tokens`; each segment's context starts
 from the blob's BOS token, so segments can be evaluated in batches when encoding and decoded
 in lockstep (one token of every segment per step, with a KV cache) when decoding. Codecs 3
-and 4 (the default) code every token of the key in one stream of inert's own range coder
-(rangecoder.py), in the lockstep decoder's order, with tables summing to 2^31: the key is
-Σ -log2 p plus at most 8 bits of flush. Codecs 2 and 4 mix the work's own repeats into the
-model's tables, in the order the decoder learns them (history.py). Codecs 1 and 2, which
+to 5 (4 the default, 5 for long works) code every token of the key in one stream of inert's
+own range coder (rangecoder.py), in the lockstep decoder's order, with tables summing to
+2^31: the key is Σ -log2 p plus at most 8 bits of flush. Codecs 2, 4 and 5 mix the work's
+own repeats into the model's tables, in the order the decoder learns them (history.py;
+codec 5 learns its weights from the model's tables too). Codecs 1 and 2, which
 code each segment with constriction's coder at 2^24, keep decoding.
 """
 
@@ -497,7 +498,7 @@ def _learned_intervals(
 def stream_code(
     tokens: np.ndarray, starts: np.ndarray, sizes: np.ndarray, segment_tokens: int, vocab: int
 ) -> bytes:
-    """The one code of codecs 3 and 4: each token's interval (starts, sizes (N,) int64, in
+    """The one code of codecs 3 to 5: each token's interval (starts, sizes (N,) int64, in
     work order) range-coded in the lockstep decoder's order."""
     order = decode_order(len(tokens), segment_tokens)
     coder = rangecoder.Encoder()
