@@ -50,6 +50,9 @@ SOFTMAX_BLOCK = 1 << 17
 # 3.2 ms on one thread and 6.9 ms split over two; a 120-lane decode ran 14.4 KB/s split in
 # two pieces of at least 32 rows, 11.3-12.8 KB/s with 64.
 SPLIT_ROWS = 32
+# a KV cache up to this size is held in float64 (the default blob's 20 KB work: 23 MiB); a
+# larger one (Gemma's, 256 lanes of the default blob) in int16, widened per product
+WIDE_CACHE_BYTES = 64 << 20
 SPLIT_ENTRIES = 1 << 16
 
 # logits made together: enough rows that the output matrix (V, d) is read once for several
@@ -74,9 +77,9 @@ class Cache:
     once widened to float64 (the visible part, per product).
     """
 
-    k: list[np.ndarray]  # int16 (B, n_kv, hd, L)
+    k: list[np.ndarray]  # int16, or int16 values in float64 (B, n_kv, hd, L)
     k_scale: list[np.ndarray]  # (B, n_kv, L)
-    v: list[np.ndarray]  # int16 (B, n_kv, L, hd)
+    v: list[np.ndarray]  # int16, or int16 values in float64 (B, n_kv, L, hd)
     v_scale: list[np.ndarray]  # (B, n_kv, L)
     length: int = 0  # positions filled so far
 
@@ -163,10 +166,14 @@ class Engine:
             raise ValueError(f"context of {max_len} tokens exceeds the model's {c.max_seq_len}")
         heads, n, xp, dev = (batch, c.n_kv_heads), c.n_layers, self.xp, self.device
         k, v = (*heads, c.head_dim, max_len), (*heads, max_len, c.head_dim)
+        # the 16-bit integers, held as float64 where that is small: the products read them
+        # as they are instead of widening the visible part at every step (the same values)
+        wide = 2 * n * math.prod(k) * 8 <= WIDE_CACHE_BYTES
+        kind = xp.float64 if wide else xp.int16
         return Cache(
-            [xp.zeros(k, dtype=xp.int16, device=dev) for _ in range(n)],
+            [xp.zeros(k, dtype=kind, device=dev) for _ in range(n)],
             [xp.zeros((*heads, max_len), dtype=xp.float64, device=dev) for _ in range(n)],
-            [xp.zeros(v, dtype=xp.int16, device=dev) for _ in range(n)],
+            [xp.zeros(v, dtype=kind, device=dev) for _ in range(n)],
             [xp.zeros((*heads, max_len), dtype=xp.float64, device=dev) for _ in range(n)],
         )
 
@@ -216,7 +223,7 @@ class Engine:
         kq, ks = exact.quantize(k)  # (B, T, n_kv, hd), (B, T, n_kv)
         vq, vs = exact.quantize(v)
         xp, f64, order = self.xp, self.xp.float64, self.xp.permute_dims
-        cache.k[layer][..., start:end] = order(kq, (0, 2, 3, 1))  # exact integers to int16
+        cache.k[layer][..., start:end] = order(kq, (0, 2, 3, 1))  # exact integers (int16 values)
         cache.k_scale[layer][..., start:end] = order(ks, (0, 2, 1))
         cache.v[layer][:, :, start:end] = order(vq, (0, 2, 1, 3))
         cache.v_scale[layer][..., start:end] = order(vs, (0, 2, 1))
@@ -233,9 +240,9 @@ class Engine:
             out[..., a:b, :] = self._attend(
                 qg[..., a:b, :],
                 qsg[..., a:b],
-                xp.astype(cache.k[layer][..., first:seen], f64),
+                xp.astype(cache.k[layer][..., first:seen], f64, copy=False),
                 cache.k_scale[layer][..., first:seen],
-                xp.astype(cache.v[layer][:, :, first:seen], f64),
+                xp.astype(cache.v[layer][:, :, first:seen], f64, copy=False),
                 cache.v_scale[layer][..., first:seen],
                 start + a,
                 first,
