@@ -208,6 +208,13 @@ force_option = click.option(
 quiet_option = click.option(
     "-q", "--quiet", is_flag=True, help="Print nothing but errors and warnings."
 )
+model_blob_option = click.option(
+    "-b",
+    "--blob",
+    "blob_ref",
+    metavar="MODEL",
+    help="Model blob file or id [default: the embedded one].",
+)
 codec_option = click.option(
     "--codec",
     "codec_version",
@@ -738,13 +745,7 @@ def show_explanation(result: dict, console: Console) -> None:
 
 
 @cli.command()
-@click.option(
-    "-b",
-    "--blob",
-    "blob_ref",
-    metavar="MODEL",
-    help="Model blob file or id [default: the embedded one].",
-)
+@model_blob_option
 @click.option(
     "-s", "--seed", type=click.IntRange(0), help="Seed of the random bits [default: fresh]."
 )
@@ -818,13 +819,7 @@ def read_passphrase(path: str | None, confirm: bool) -> bytes:
 
 @cli.command()
 @click.argument("payload", type=click.Path(dir_okay=False, allow_dash=True))
-@click.option(
-    "-b",
-    "--blob",
-    "blob_ref",
-    metavar="MODEL",
-    help="Model blob file or id [default: the embedded one].",
-)
+@model_blob_option
 @prompt_text_option
 @passphrase_option
 @click.option(
@@ -884,13 +879,7 @@ def hide(
 
 @cli.command()
 @click.argument("cover", type=click.Path(dir_okay=False, allow_dash=True))
-@click.option(
-    "-b",
-    "--blob",
-    "blob_ref",
-    metavar="MODEL",
-    help="Model blob file or id [default: the embedded one].",
-)
+@model_blob_option
 @prompt_text_option
 @passphrase_option
 @click.option(
@@ -929,13 +918,7 @@ def reveal(
 
 @cli.command()
 @click.argument("source", type=click.Path(exists=True))
-@click.option(
-    "-b",
-    "--blob",
-    "blob_ref",
-    metavar="MODEL",
-    help="Model blob file or id [default: the embedded one].",
-)
+@model_blob_option
 @click.option(
     "-o",
     "--output",

@@ -667,7 +667,7 @@ def _decode_group(
         freq = pending.result()[:, 0]  # (lanes, V) int64
         if isinstance(readers, rangecoder.Decoder):
             out[live, step] = symbols = _read_step(readers, freq, predictions, learned)
-            if weights and learned is not None:
+            if weights is not None and learned is not None:
                 chosen = freq[np.arange(len(live)), symbols]
                 weights.learn(predictions, learned, symbols, chosen, rangecoder.TOTAL)
         else:
