@@ -10,7 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inert.engine import FREQ_TOTAL, logits_to_frequencies
+from inert import exact
+from inert.architecture import LayerSpec
+from inert.engine import FREQ_TOTAL, Engine, logits_to_frequencies
+from inert.modelfile import read_model
 from inert.reference import ReferenceModel
 
 TEXT = (Path(__file__).parent / "golden" / "corpus.txt").read_bytes()
@@ -175,3 +178,49 @@ def test_the_torch_backend_makes_the_default_blob_s_tables_and_keys() -> None:
         key = codec.model_key(TEXT[:3000], torch_model, settings)[0]
         assert key == codec.model_key(TEXT[:3000], numpy_model, settings)[0]
         assert codec.decode_work(key, torch_model) == TEXT[:3000]
+
+
+# every variation of the architecture the one-token kernels implement: grouped heads, q/k/v
+# biases (Qwen2), q/k norms, sliding windows, two rotary tables, post-norms, GeGLU and a
+# soft cap (Gemma 3)
+FAMILY_SHAPES = {
+    "llama": {},
+    "qwen2": {"family": "qwen2", "layers": (LayerSpec(qkv_bias=True), LayerSpec(qkv_bias=True))},
+    "gemma3": {
+        "family": "gemma3",
+        "activation": "gelu_tanh",
+        "rope_thetas": (10000.0, 1e6),
+        "embed_scale": 5.6,
+        "logit_softcap": 30.0,
+        "layers": (
+            LayerSpec(window=8, qk_norm=True, post_norms=True),
+            LayerSpec(rope=1, qk_norm=True, post_norms=True),
+        ),
+    },
+}
+
+
+@pytest.mark.parametrize("family", FAMILY_SHAPES)
+def test_the_compiled_one_token_steps_are_numpy_s(family: str, tmp_path: Path, monkeypatch) -> None:
+    """Lockstep decoding's one-token steps (the compiled attention and MLP activation) make
+    numpy's tables to the bit, and the prefill's, in every family."""
+    if exact.KERNELS is None:
+        pytest.skip("inert._kernels was not built (no C compiler at install)")
+    from tinymodel import tiny_model_bytes
+
+    path = tmp_path / f"{family}.blob"
+    path.write_bytes(tiny_model_bytes(seed=4, max_seq_len=40, **FAMILY_SHAPES[family]))
+    model = read_model(path)
+    batch = np.random.default_rng(2).integers(0, model.config.vocab_size, size=(3, 40))
+
+    def steps(engine: Engine) -> np.ndarray:
+        cache = engine.new_cache(3, 40)
+        first = engine.frequencies(batch[:, :5], cache, codec=3)
+        rest = [engine.frequencies(batch[:, i : i + 1], cache, codec=3) for i in range(5, 40)]
+        return np.concatenate([first, *rest], axis=1)
+
+    compiled = steps(Engine(model))
+    prefill = Engine(model).frequencies(batch, Engine(model).new_cache(3, 40), codec=3)
+    monkeypatch.setattr(exact, "KERNELS", None)
+    assert np.array_equal(compiled, steps(Engine(model)))
+    assert np.array_equal(compiled, prefill)

@@ -23,5 +23,6 @@ def tiny_model_bytes(seed: int = 0, vocab: int = 320, **overrides: object) -> by
     config = ModelConfig(vocab_size=len(Vocabulary(tokenizer_json)), **settings)
     rng = np.random.default_rng(seed)
     weights = {name: rng.normal(0, 1.5 / np.sqrt(s[1]), s) for name, s in config.matrices().items()}
-    weights |= {name: 1 + rng.normal(0, 0.2, config.dim) for name in config.gains()}
+    weights |= {name: 1 + rng.normal(0, 0.2, n) for name, n in config.gains().items()}
+    weights |= {name: rng.normal(0, 0.2, n) for name, n in config.biases().items()}
     return model_bytes(config, tokenizer_json, weights)

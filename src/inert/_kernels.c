@@ -26,6 +26,7 @@
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 /* one build, the widest vector unit of the machine it runs on (chosen once at load) */
 #define WIDEST __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+/* (x86-64-v2 and later also round in one instruction: rint is a libm call below them) */
 #else
 #define WIDEST
 #endif
@@ -95,7 +96,7 @@ static int matmul(const int16_t *a, const int8_t *w, double *out, Py_ssize_t N, 
 /* Per-row symmetric 16-bit quantization, exactly exact.quantize's numpy arithmetic:
  * amax = max |x| of the row, q = rint((x / (amax or 1)) * 32767), scale = amax / 32767. */
 #define ACT_MAX 32767.0
-static void quantize16(const double *x, int16_t *q, double *scale, Py_ssize_t N, Py_ssize_t n)
+WIDEST static void quantize16(const double *x, int16_t *q, double *scale, Py_ssize_t N, Py_ssize_t n)
 {
     for (Py_ssize_t i = 0; i < N; i++) {
         const double *row = x + i * n;
@@ -217,7 +218,7 @@ WIDEST static int64_t shares(const int64_t *mass, Py_ssize_t V, int64_t K, int64
     return sum;
 }
 
-static void row_frequencies(const double *logits, Py_ssize_t V, int codec,
+WIDEST static void row_frequencies(const double *logits, Py_ssize_t V, int codec,
                             const int64_t *table, Py_ssize_t table_len, int64_t *freq)
 {
     double top = logits[0];
@@ -282,7 +283,7 @@ static PyObject *py_row_frequencies(PyObject *self, PyObject *args)
  * exact.rms_norm's numpy arithmetic, row by row: amax = max |x|, unit = (amax or 1) / 2**20,
  * xi = rint(x / unit) as int64, s = sum xi*xi (exact), mean_sq = ((s / n) * unit) * unit,
  * y = (x / sqrt(mean_sq + eps)) * gain. */
-static void rms_rows(const double *x, const double *gain, double *y, Py_ssize_t R,
+WIDEST static void rms_rows(const double *x, const double *gain, double *y, Py_ssize_t R,
                      Py_ssize_t n, double eps)
 {
     for (Py_ssize_t r = 0; r < R; r++) {
@@ -329,6 +330,215 @@ static PyObject *py_rms_norm(PyObject *self, PyObject *args)
     return result;
 }
 
+/* ---------------------------------------------------------------- one-token steps
+ * The pieces of a lockstep decoding step, each exactly engine.py's numpy arithmetic: a step
+ * of a small model is thousands of tiny numpy operations otherwise, whose overhead was most
+ * of its time. */
+
+/* exact.exp, one element at a time: the same polynomial, clip and rint, then p * 2**n for
+ * ldexp(p, n), as `masses` above (and exact._exp_xp) do, so that it vectorises. Equal to
+ * it wherever 2**n is normal; below, both are under 2**-1021, and every use here adds them
+ * to 1 or rounds them times 2**24, where they vanish alike; above, both are inf. */
+static inline double exact_exp(double x)
+{
+    double y = x * LOG2_E;
+    y = y < -1100.0 ? -1100.0 : (y > 1100.0 ? 1100.0 : y);
+    double n = rint(y);
+    double t = (y - n) * LN_2;
+    double p = t * EXP_COEFFS[0];
+    p += EXP_COEFFS[1];
+    for (int c = 2; c < 8; c++) {
+        p *= t;
+        p += EXP_COEFFS[c];
+    }
+    int64_t e = (int64_t)(n < -1022.0 ? -1022.0 : (n > 1023.0 ? 1023.0 : n)) + 1023;
+    union { int64_t i; double d; } pow2 = {.i = e << 52};
+    return n > 1023.0 ? INFINITY : p * pow2.d;
+}
+
+/* exact.silu(x) = x / (1 + exp(-x)); exact.gelu_tanh(x) = 0.5 x (1 + tanh(u)) with
+ * u = (x + 0.044715 x**3) sqrt(2/pi) and tanh(u) = 1 - 2 / (exp(2u) + 1) */
+static inline double activation(double x, int gelu)
+{
+    if (!gelu)
+        return x / (1.0 + exact_exp(-x));
+    double u = (x + 0.044715 * ((x * x) * x)) * 0.7978845608028654;
+    double tanh_u = 1.0 - 2.0 / (exact_exp(2.0 * u) + 1.0);
+    return (0.5 * x) * (1.0 + tanh_u);
+}
+
+/* out (N, h) = act(gate) * up of gate_up (N, 2h): engine.mlp's `self.act(gate) * up` */
+WIDEST static void glu_rows(const double *gate_up, double *y, Py_ssize_t N, Py_ssize_t h,
+                            int gelu)
+{
+    for (Py_ssize_t i = 0; i < N; i++) {
+        const double *gate = gate_up + i * 2 * h, *up = gate + h;
+        if (gelu)
+            for (Py_ssize_t j = 0; j < h; j++)
+                y[i * h + j] = activation(gate[j], 1) * up[j];
+        else
+            for (Py_ssize_t j = 0; j < h; j++)
+                y[i * h + j] = activation(gate[j], 0) * up[j];
+    }
+}
+
+static PyObject *py_glu(PyObject *self, PyObject *args)
+{
+    Py_buffer x, out;
+    Py_ssize_t N, h;
+    int gelu;
+    if (!PyArg_ParseTuple(args, "y*w*nnp", &x, &out, &N, &h, &gelu))
+        return NULL;
+    PyObject *result = NULL;
+    if (N < 0 || h < 1)
+        PyErr_SetString(PyExc_ValueError, "no rows or an empty row");
+    else if (x.len != N * 2 * h * 8 || out.len != N * h * 8)
+        PyErr_SetString(PyExc_ValueError, "buffer sizes do not match (N, 2h) -> (N, h)");
+    else {
+        Py_BEGIN_ALLOW_THREADS
+        glu_rows(x.buf, out.buf, N, h, gelu);
+        Py_END_ALLOW_THREADS
+        result = Py_NewRef(Py_None);
+    }
+    PyBuffer_Release(&x);
+    PyBuffer_Release(&out);
+    return result;
+}
+
+/* engine.rope of one head row x (hd) at one position: cos, sin (hd/2) float32 */
+static inline void rotate(const double *x, const float *cos, const float *sin, double *y, Py_ssize_t hd)
+{
+    Py_ssize_t half = hd / 2;
+    for (Py_ssize_t i = 0; i < half; i++) {
+        double c = (double)cos[i], s = (double)sin[i], x1 = x[i], x2 = x[half + i];
+        y[i] = x1 * c - x2 * s;
+        y[half + i] = x1 * s + x2 * c;
+    }
+}
+
+/* exact.quantize of one row, as int16 values and their scale */
+static double quantize_row(const double *x, int16_t *q, Py_ssize_t n)
+{
+    double scale;
+    quantize16(x, q, &scale, 1, n);
+    return scale;
+}
+
+/* One query position of engine.attention for a batch of B sequences, in its arithmetic:
+ * q (B, H, hd), k and v (B, n_kv, hd) after their projections; rotate q and k by the
+ * position's cos/sin, quantize q, k and v per head, write k and v into the layer's cache at
+ * `pos` (k (B, n_kv, hd, L) and v (B, n_kv, L, hd) int16, their scales (B, n_kv, L)), then
+ * attend over the cached positions first..pos (engine._attend) into out (B, H * hd). */
+typedef struct {
+    Py_ssize_t B, H, n_kv, hd, L, pos, first;
+    double score_scale;
+} Step;
+
+WIDEST static int attend_one(const Step *st, const double *q, const double *k, const double *v,
+                      const float *cos, const float *sin, int16_t *kc, double *ks, int16_t *vc,
+                      double *vs, double *out)
+{
+    Py_ssize_t H = st->H, n_kv = st->n_kv, hd = st->hd, L = st->L, pos = st->pos;
+    Py_ssize_t first = st->first, S = pos + 1 - first, g = H / n_kv;
+    double *row = malloc(sizeof(double) * (size_t)(hd + 3 * S + hd));
+    int16_t *q16 = malloc(sizeof(int16_t) * (size_t)(H * hd + 2 * S + hd));
+    double *qs = malloc(sizeof(double) * (size_t)H);
+    if (!row || !q16 || !qs) {
+        free(row), free(q16), free(qs);
+        return -1;
+    }
+    double *acc = row + hd, *weights = acc + S, *sums = weights + 2 * S;
+    int16_t *wq = q16 + H * hd, *k16 = wq + 2 * S;
+    for (Py_ssize_t b = 0; b < st->B; b++) {
+        for (Py_ssize_t h = 0; h < H; h++) {
+            rotate(q + (b * H + h) * hd, cos, sin, row, hd);
+            qs[h] = quantize_row(row, q16 + h * hd, hd);
+        }
+        for (Py_ssize_t h = 0; h < n_kv; h++) {
+            Py_ssize_t at = b * n_kv + h; /* (sequence, kv head) */
+            int16_t *kh = kc + at * hd * L, *vh = vc + at * L * hd;
+            rotate(k + at * hd, cos, sin, row, hd);
+            ks[at * L + pos] = quantize_row(row, k16, hd);
+            for (Py_ssize_t d = 0; d < hd; d++)
+                kh[d * L + pos] = k16[d];
+            vs[at * L + pos] = quantize_row(v + at * hd, vh + pos * hd, hd);
+            for (Py_ssize_t gi = 0; gi < g; gi++) {
+                Py_ssize_t head = h * g + gi;
+                const int16_t *qh = q16 + head * hd;
+                /* scores: exact integer dot products (< 2**38), then the three scales */
+                for (Py_ssize_t s = 0; s < S; s++)
+                    acc[s] = 0.0;
+                for (Py_ssize_t d = 0; d < hd; d++) {
+                    double qd = (double)qh[d];
+                    const int16_t *kd = kh + d * L + first;
+                    for (Py_ssize_t s = 0; s < S; s++)
+                        acc[s] += qd * (double)kd[s];
+                }
+                double top = -INFINITY;
+                for (Py_ssize_t s = 0; s < S; s++) {
+                    acc[s] = ((acc[s] * qs[head]) * ks[at * L + first + s]) * st->score_scale;
+                    top = acc[s] > top ? acc[s] : top;
+                }
+                double total = 0.0; /* integers < 2**53: exact in any order */
+                for (Py_ssize_t s = 0; s < S; s++) {
+                    double w = rint(exact_exp(acc[s] - top) * 16777216.0); /* PROB_ONE */
+                    total += w;
+                    weights[s] = w * vs[at * L + first + s];
+                }
+                double wscale = quantize_row(weights, wq, S);
+                for (Py_ssize_t d = 0; d < hd; d++)
+                    sums[d] = 0.0;
+                for (Py_ssize_t s = 0; s < S; s++) { /* exact integer sums (< 2**46) */
+                    double w = (double)wq[s];
+                    const int16_t *vrow = vh + (first + s) * hd;
+                    for (Py_ssize_t d = 0; d < hd; d++)
+                        sums[d] += w * (double)vrow[d];
+                }
+                double *o = out + (b * H + head) * hd;
+                for (Py_ssize_t d = 0; d < hd; d++)
+                    o[d] = (sums[d] * wscale) / total;
+            }
+        }
+    }
+    free(row), free(q16), free(qs);
+    return 0;
+}
+
+static PyObject *py_attend_one(PyObject *self, PyObject *args)
+{
+    Py_buffer q, k, v, cos, sin, kc, ks, vc, vs, out;
+    Step st;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*y*w*w*w*w*w*nnnnnnnd", &q, &k, &v, &cos, &sin, &kc,
+                          &ks, &vc, &vs, &out, &st.B, &st.H, &st.n_kv, &st.hd, &st.L, &st.pos,
+                          &st.first, &st.score_scale))
+        return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t B = st.B, H = st.H, n_kv = st.n_kv, hd = st.hd, L = st.L;
+    if (B < 0 || n_kv < 1 || H % n_kv || hd < 2 || hd % 2 || st.pos >= L || st.first < 0 ||
+        st.first > st.pos)
+        PyErr_SetString(PyExc_ValueError, "bad heads, head size or positions");
+    else if (q.len != B * H * hd * 8 || k.len != B * n_kv * hd * 8 || v.len != k.len ||
+             cos.len != hd / 2 * 4 || sin.len != cos.len || kc.len != B * n_kv * hd * L * 2 ||
+             vc.len != kc.len || ks.len != B * n_kv * L * 8 || vs.len != ks.len ||
+             out.len != q.len)
+        PyErr_SetString(PyExc_ValueError, "buffer sizes do not match the heads and the cache");
+    else {
+        int status;
+        Py_BEGIN_ALLOW_THREADS
+        status = attend_one(&st, q.buf, k.buf, v.buf, cos.buf, sin.buf, kc.buf, ks.buf, vc.buf,
+                            vs.buf, out.buf);
+        Py_END_ALLOW_THREADS
+        if (status)
+            PyErr_NoMemory();
+        else
+            result = Py_NewRef(Py_None);
+    }
+    Py_buffer *all[] = {&q, &k, &v, &cos, &sin, &kc, &ks, &vc, &vs, &out};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+        PyBuffer_Release(all[i]);
+    return result;
+}
+
 static PyObject *py_matmul_i16_i8(PyObject *self, PyObject *args)
 {
     Py_buffer a, w, out;
@@ -369,6 +579,13 @@ static PyMethodDef methods[] = {
      "engine.logits_to_frequencies(logits (R, V) float64, codec)."},
     {"rms_norm", py_rms_norm, METH_VARARGS,
      "rms_norm(x, gain, out, R, n, eps): out (R, n) float64 = exact.rms_norm(x, gain, eps)."},
+    {"glu", py_glu, METH_VARARGS,
+     "glu(gate_up, out, N, h, gelu): out (N, h) = act(gate) * up of gate_up (N, 2h) float64, "
+     "act exact.silu or (gelu) exact.gelu_tanh."},
+    {"attend_one", py_attend_one, METH_VARARGS,
+     "attend_one(q, k, v, cos, sin, k_cache, k_scale, v_cache, v_scale, out, B, H, n_kv, hd, "
+     "L, pos, first, score_scale): one query position of engine.attention (rope, quantize, "
+     "cache write, attention over positions first..pos) into out (B, H * hd)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -135,6 +135,11 @@ class Engine:
         self.score_scale = c.attn_scale  # 1/sqrt(hd) unless the model says otherwise
         self.act = exact.silu if c.activation == "silu" else exact.gelu_tanh
 
+    @property
+    def _step_kernel(self) -> bool:
+        """Whether the compiled one-token attention and MLP activation run (numpy backend)."""
+        return self.xp is np and exact.KERNELS is not None
+
     def _stack(self) -> None:
         """Stack the matrices that read the same quantized input: q, k and v; gate and up.
 
@@ -168,7 +173,7 @@ class Engine:
         k, v = (*heads, c.head_dim, max_len), (*heads, max_len, c.head_dim)
         # the 16-bit integers, held as float64 where that is small: the products read them
         # as they are instead of widening the visible part at every step (the same values)
-        wide = 2 * n * math.prod(k) * 8 <= WIDE_CACHE_BYTES
+        wide = 2 * n * math.prod(k) * 8 <= WIDE_CACHE_BYTES and not self._step_kernel
         kind = xp.float64 if wide else xp.int16
         return Cache(
             [xp.zeros(k, dtype=kind, device=dev) for _ in range(n)],
@@ -218,6 +223,10 @@ class Engine:
         q = self.projection(qkv[..., :nq], layer, "q", c.n_heads)
         k = self.projection(qkv[..., nq : nq + nk], layer, "k", n_kv)
         v = self.projection(qkv[..., nq + nk :], layer, "v", n_kv)
+        if T == 1 and self._step_kernel and cache.k[layer].dtype == np.int16:
+            return self.linear(
+                self._attend_one(q, k, v, layer, cache), f"layers.{layer}.wo", threads
+            )
         q, k = self.rope(q, start, spec.rope), self.rope(k, start, spec.rope)
         qq, qs = exact.quantize(q)  # (B, T, H, hd), (B, T, H)
         kq, ks = exact.quantize(k)  # (B, T, n_kv, hd), (B, T, n_kv)
@@ -250,6 +259,33 @@ class Engine:
             )
         out = order(out, (0, 3, 1, 2, 4)).reshape(B, T, c.n_heads * hd)
         return self.linear(out, f"layers.{layer}.wo", threads)
+
+    def _attend_one(self, q: Any, k: Any, v: Any, layer: int, cache: Cache) -> np.ndarray:
+        """attention's arithmetic for one query position, in one call of the compiled kernel:
+        rotation, quantization, the cache's new position and _attend's softmax (B, 1, H * hd)."""
+        c, spec = self.config, self.config.layers[layer]
+        B, pos = q.shape[0], cache.length
+        first = max(0, pos - spec.window + 1) if spec.window else 0
+        out = np.empty((B, 1, c.n_heads * c.head_dim))
+        exact.KERNELS.attend_one(
+            *(np.ascontiguousarray(x, dtype=np.float64) for x in (q, k, v)),
+            self.cos[spec.rope][pos],
+            self.sin[spec.rope][pos],
+            cache.k[layer],
+            cache.k_scale[layer],
+            cache.v[layer],
+            cache.v_scale[layer],
+            out,
+            B,
+            c.n_heads,
+            c.n_kv_heads,
+            c.head_dim,
+            cache.k[layer].shape[-1],
+            pos,
+            first,
+            float(self.score_scale),
+        )
+        return out
 
     def _attend(
         self,
@@ -305,10 +341,12 @@ class Engine:
         out = self._empty(tuple(rows.shape))
         for a in range(0, len(rows), MLP_ROWS):
             gate_up = self.linear(rows[a : a + MLP_ROWS], f"layers.{layer}.w_gate_up", threads)
-            gate, up = gate_up[:, :hidden], gate_up[:, hidden:]
-            out[a : a + MLP_ROWS] = self.linear(
-                self.act(gate) * up, f"layers.{layer}.w_down", threads
-            )
+            if self._step_kernel:  # act(gate) * up in one call
+                glu = np.empty((len(gate_up), hidden))
+                exact.KERNELS.glu(gate_up, glu, len(gate_up), hidden, self.act is exact.gelu_tanh)
+            else:
+                glu = self.act(gate_up[:, :hidden]) * gate_up[:, hidden:]
+            out[a : a + MLP_ROWS] = self.linear(glu, f"layers.{layer}.w_down", threads)
         return out.reshape(x.shape)
 
     def hidden(self, tokens: np.ndarray, cache: Cache, threads: int = 1) -> np.ndarray:
