@@ -279,6 +279,57 @@ static PyObject *py_row_frequencies(PyObject *self, PyObject *args)
     return result;
 }
 
+/* Logits of quantized final states, then their frequencies (engine.tables): row r of the
+ * exact products acc (R, V) becomes (acc * q_scale[r]) * w_scale, soft-capped as
+ * engine.logits does (cap * exact.tanh(logits / cap)), then row_frequencies; rows spread
+ * over `threads` threads. acc is overwritten. */
+static inline double exact_exp(double x);
+WIDEST static void scale_logits(double *row, double qs, const double *ws, Py_ssize_t V,
+                                double cap)
+{
+    for (Py_ssize_t v = 0; v < V; v++)
+        row[v] = (row[v] * qs) * ws[v];
+    if (cap > 0.0)
+        for (Py_ssize_t v = 0; v < V; v++)
+            row[v] = cap * (1.0 - 2.0 / (exact_exp(2.0 * (row[v] / cap)) + 1.0));
+}
+
+static PyObject *py_frequencies_q(PyObject *self, PyObject *args)
+{
+    Py_buffer acc, q_scale, w_scale, table, out;
+    Py_ssize_t R, V;
+    int codec, threads;
+    double cap;
+    if (!PyArg_ParseTuple(args, "w*y*y*y*w*nnidi", &acc, &q_scale, &w_scale, &table, &out, &R,
+                          &V, &codec, &cap, &threads))
+        return NULL;
+    PyObject *result = NULL;
+    if (R < 0 || V < 1 || (codec < 1 || codec > 3) || table.len < 8 || threads < 1)
+        PyErr_SetString(PyExc_ValueError, "no rows, no vocabulary, an unknown codec or no thread");
+    else if (acc.len != R * V * 8 || out.len != R * V * 8 || q_scale.len != R * 8 ||
+             w_scale.len != V * 8)
+        PyErr_SetString(PyExc_ValueError, "buffer sizes do not match (R, V)");
+    else {
+        double *rows = acc.buf;
+        const double *qs = q_scale.buf, *ws = w_scale.buf;
+        Py_BEGIN_ALLOW_THREADS
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
+        for (Py_ssize_t r = 0; r < R; r++) {
+            scale_logits(rows + r * V, qs[r], ws, V, cap);
+            row_frequencies(rows + r * V, V, codec, table.buf, table.len / 8,
+                            (int64_t *)out.buf + r * V);
+        }
+        Py_END_ALLOW_THREADS
+        result = Py_NewRef(Py_None);
+    }
+    PyBuffer_Release(&acc);
+    PyBuffer_Release(&q_scale);
+    PyBuffer_Release(&w_scale);
+    PyBuffer_Release(&table);
+    PyBuffer_Release(&out);
+    return result;
+}
+
 /* ---------------------------------------------------------------- RMS norm
  * exact.rms_norm's numpy arithmetic, row by row: amax = max |x|, unit = (amax or 1) / 2**20,
  * xi = rint(x / unit) as int64, s = sum xi*xi (exact), mean_sq = ((s / n) * unit) * unit,
@@ -435,87 +486,94 @@ typedef struct {
 } Step;
 
 WIDEST static int attend_one(const Step *st, const double *q, const double *k, const double *v,
-                      const float *cos, const float *sin, int16_t *kc, double *ks, int16_t *vc,
-                      double *vs, double *out)
+                             const float *cos, const float *sin, int16_t *kc, double *ks,
+                             int16_t *vc, double *vs, double *out, int threads)
 {
     Py_ssize_t H = st->H, n_kv = st->n_kv, hd = st->hd, L = st->L, pos = st->pos;
     Py_ssize_t first = st->first, S = pos + 1 - first, g = H / n_kv;
-    double *row = malloc(sizeof(double) * (size_t)(hd + 3 * S + hd));
-    int16_t *q16 = malloc(sizeof(int16_t) * (size_t)(H * hd + 2 * S + hd));
-    double *qs = malloc(sizeof(double) * (size_t)H);
-    if (!row || !q16 || !qs) {
-        free(row), free(q16), free(qs);
-        return -1;
-    }
-    double *acc = row + hd, *weights = acc + S, *sums = weights + 2 * S;
-    int16_t *wq = q16 + H * hd, *k16 = wq + 2 * S;
-    for (Py_ssize_t b = 0; b < st->B; b++) {
-        for (Py_ssize_t h = 0; h < H; h++) {
-            rotate(q + (b * H + h) * hd, cos, sin, row, hd);
-            qs[h] = quantize_row(row, q16 + h * hd, hd);
-        }
-        for (Py_ssize_t h = 0; h < n_kv; h++) {
-            Py_ssize_t at = b * n_kv + h; /* (sequence, kv head) */
-            int16_t *kh = kc + at * hd * L, *vh = vc + at * L * hd;
-            rotate(k + at * hd, cos, sin, row, hd);
-            ks[at * L + pos] = quantize_row(row, k16, hd);
-            for (Py_ssize_t d = 0; d < hd; d++)
-                kh[d * L + pos] = k16[d];
-            vs[at * L + pos] = quantize_row(v + at * hd, vh + pos * hd, hd);
-            for (Py_ssize_t gi = 0; gi < g; gi++) {
-                Py_ssize_t head = h * g + gi;
-                const int16_t *qh = q16 + head * hd;
-                /* scores: exact integer dot products (< 2**38), then the three scales */
-                for (Py_ssize_t s = 0; s < S; s++)
-                    acc[s] = 0.0;
-                for (Py_ssize_t d = 0; d < hd; d++) {
-                    double qd = (double)qh[d];
-                    const int16_t *kd = kh + d * L + first;
-                    for (Py_ssize_t s = 0; s < S; s++)
-                        acc[s] += qd * (double)kd[s];
+    int failed = 0;
+#pragma omp parallel num_threads(threads) reduction(| : failed) if (threads > 1)
+    {
+        double *row = malloc(sizeof(double) * (size_t)(hd + 2 * S + hd + H));
+        int16_t *q16 = malloc(sizeof(int16_t) * (size_t)(H * hd + S + hd));
+        if (!row || !q16)
+            failed = 1;
+        else {
+            double *acc = row + hd, *weights = acc + S, *sums = weights + S, *qs = sums + hd;
+            int16_t *wq = q16 + H * hd, *k16 = wq + S;
+#pragma omp for schedule(static)
+            for (Py_ssize_t b = 0; b < st->B; b++) {
+                for (Py_ssize_t h = 0; h < H; h++) {
+                    rotate(q + (b * H + h) * hd, cos, sin, row, hd);
+                    qs[h] = quantize_row(row, q16 + h * hd, hd);
                 }
-                double top = -INFINITY;
-                for (Py_ssize_t s = 0; s < S; s++) {
-                    acc[s] = ((acc[s] * qs[head]) * ks[at * L + first + s]) * st->score_scale;
-                    top = acc[s] > top ? acc[s] : top;
-                }
-                double total = 0.0; /* integers < 2**53: exact in any order */
-                for (Py_ssize_t s = 0; s < S; s++) {
-                    double w = rint(exact_exp(acc[s] - top) * 16777216.0); /* PROB_ONE */
-                    total += w;
-                    weights[s] = w * vs[at * L + first + s];
-                }
-                double wscale = quantize_row(weights, wq, S);
-                for (Py_ssize_t d = 0; d < hd; d++)
-                    sums[d] = 0.0;
-                for (Py_ssize_t s = 0; s < S; s++) { /* exact integer sums (< 2**46) */
-                    double w = (double)wq[s];
-                    const int16_t *vrow = vh + (first + s) * hd;
+                for (Py_ssize_t h = 0; h < n_kv; h++) {
+                    Py_ssize_t at = b * n_kv + h; /* (sequence, kv head) */
+                    int16_t *kh = kc + at * hd * L, *vh = vc + at * L * hd;
+                    const double *kscale = ks + at * L + first, *vscale = vs + at * L + first;
+                    rotate(k + at * hd, cos, sin, row, hd);
+                    ks[at * L + pos] = quantize_row(row, k16, hd);
                     for (Py_ssize_t d = 0; d < hd; d++)
-                        sums[d] += w * (double)vrow[d];
+                        kh[d * L + pos] = k16[d];
+                    vs[at * L + pos] = quantize_row(v + at * hd, vh + pos * hd, hd);
+                    for (Py_ssize_t gi = 0; gi < g; gi++) {
+                        Py_ssize_t head = h * g + gi;
+                        const int16_t *qh = q16 + head * hd;
+                        /* scores: exact integer dot products (< 2**38), then the scales */
+                        for (Py_ssize_t s = 0; s < S; s++)
+                            acc[s] = 0.0;
+                        for (Py_ssize_t d = 0; d < hd; d++) {
+                            double qd = (double)qh[d];
+                            const int16_t *kd = kh + d * L + first;
+                            for (Py_ssize_t s = 0; s < S; s++)
+                                acc[s] += qd * (double)kd[s];
+                        }
+                        double top = -INFINITY;
+                        for (Py_ssize_t s = 0; s < S; s++) {
+                            acc[s] = ((acc[s] * qs[head]) * kscale[s]) * st->score_scale;
+                            top = acc[s] > top ? acc[s] : top;
+                        }
+                        double total = 0.0; /* integers < 2**53: exact in any order */
+                        for (Py_ssize_t s = 0; s < S; s++) {
+                            double w = rint(exact_exp(acc[s] - top) * 16777216.0); /* PROB_ONE */
+                            total += w;
+                            weights[s] = w * vscale[s];
+                        }
+                        double wscale = quantize_row(weights, wq, S);
+                        for (Py_ssize_t d = 0; d < hd; d++)
+                            sums[d] = 0.0;
+                        for (Py_ssize_t s = 0; s < S; s++) { /* exact integer sums (< 2**46) */
+                            double w = (double)wq[s];
+                            const int16_t *vrow = vh + (first + s) * hd;
+                            for (Py_ssize_t d = 0; d < hd; d++)
+                                sums[d] += w * (double)vrow[d];
+                        }
+                        double *o = out + (b * H + head) * hd;
+                        for (Py_ssize_t d = 0; d < hd; d++)
+                            o[d] = (sums[d] * wscale) / total;
+                    }
                 }
-                double *o = out + (b * H + head) * hd;
-                for (Py_ssize_t d = 0; d < hd; d++)
-                    o[d] = (sums[d] * wscale) / total;
             }
         }
+        free(row);
+        free(q16);
     }
-    free(row), free(q16), free(qs);
-    return 0;
+    return failed ? -1 : 0;
 }
 
 static PyObject *py_attend_one(PyObject *self, PyObject *args)
 {
     Py_buffer q, k, v, cos, sin, kc, ks, vc, vs, out;
     Step st;
-    if (!PyArg_ParseTuple(args, "y*y*y*y*y*w*w*w*w*w*nnnnnnnd", &q, &k, &v, &cos, &sin, &kc,
+    int threads;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*y*w*w*w*w*w*nnnnnnndi", &q, &k, &v, &cos, &sin, &kc,
                           &ks, &vc, &vs, &out, &st.B, &st.H, &st.n_kv, &st.hd, &st.L, &st.pos,
-                          &st.first, &st.score_scale))
+                          &st.first, &st.score_scale, &threads))
         return NULL;
     PyObject *result = NULL;
     Py_ssize_t B = st.B, H = st.H, n_kv = st.n_kv, hd = st.hd, L = st.L;
     if (B < 0 || n_kv < 1 || H % n_kv || hd < 2 || hd % 2 || st.pos >= L || st.first < 0 ||
-        st.first > st.pos)
+        st.first > st.pos || threads < 1)
         PyErr_SetString(PyExc_ValueError, "bad heads, head size or positions");
     else if (q.len != B * H * hd * 8 || k.len != B * n_kv * hd * 8 || v.len != k.len ||
              cos.len != hd / 2 * 4 || sin.len != cos.len || kc.len != B * n_kv * hd * L * 2 ||
@@ -526,7 +584,7 @@ static PyObject *py_attend_one(PyObject *self, PyObject *args)
         int status;
         Py_BEGIN_ALLOW_THREADS
         status = attend_one(&st, q.buf, k.buf, v.buf, cos.buf, sin.buf, kc.buf, ks.buf, vc.buf,
-                            vs.buf, out.buf);
+                            vs.buf, out.buf, threads);
         Py_END_ALLOW_THREADS
         if (status)
             PyErr_NoMemory();
@@ -577,6 +635,10 @@ static PyMethodDef methods[] = {
     {"row_frequencies", py_row_frequencies, METH_VARARGS,
      "row_frequencies(logits, mass_table, out, R, V, codec): out (R, V) int64 = "
      "engine.logits_to_frequencies(logits (R, V) float64, codec)."},
+    {"frequencies_q", py_frequencies_q, METH_VARARGS,
+     "frequencies_q(acc, q_scale, w_scale, mass_table, out, R, V, codec, softcap, threads): "
+     "out (R, V) int64 = the frequencies of the logits (acc * q_scale) * w_scale, soft-capped "
+     "(engine.tables); acc (R, V) float64 is overwritten."},
     {"rms_norm", py_rms_norm, METH_VARARGS,
      "rms_norm(x, gain, out, R, n, eps): out (R, n) float64 = exact.rms_norm(x, gain, eps)."},
     {"glu", py_glu, METH_VARARGS,
@@ -584,7 +646,7 @@ static PyMethodDef methods[] = {
      "act exact.silu or (gelu) exact.gelu_tanh."},
     {"attend_one", py_attend_one, METH_VARARGS,
      "attend_one(q, k, v, cos, sin, k_cache, k_scale, v_cache, v_scale, out, B, H, n_kv, hd, "
-     "L, pos, first, score_scale): one query position of engine.attention (rope, quantize, "
+     "L, pos, first, score_scale, threads): one query position of engine.attention (rope, quantize, "
      "cache write, attention over positions first..pos) into out (B, H * hd)."},
     {NULL, NULL, 0, NULL},
 };

@@ -54,6 +54,11 @@ SPLIT_ROWS = 32
 # larger one (Gemma's, 256 lanes of the default blob) in int16, widened per product
 WIDE_CACHE_BYTES = 64 << 20
 SPLIT_ENTRIES = 1 << 16
+# table entries a thread of the compiled logits-to-frequencies must have to be worth starting
+TABLE_ENTRIES = 1 << 14
+# products of a one-token attention (lanes x keys x query heads x head size) a kernel thread
+# must have to be worth starting
+ATTEND_WORK = 1 << 16
 
 # logits made together: enough rows that the output matrix (V, d) is read once for several
 # (8 for a 262,144-token vocabulary, 16 MiB of logits), then made frequencies as above
@@ -225,7 +230,7 @@ class Engine:
         v = self.projection(qkv[..., nq + nk :], layer, "v", n_kv)
         if T == 1 and self._step_kernel and cache.k[layer].dtype == np.int16:
             return self.linear(
-                self._attend_one(q, k, v, layer, cache), f"layers.{layer}.wo", threads
+                self._attend_one(q, k, v, layer, cache, threads), f"layers.{layer}.wo", threads
             )
         q, k = self.rope(q, start, spec.rope), self.rope(k, start, spec.rope)
         qq, qs = exact.quantize(q)  # (B, T, H, hd), (B, T, H)
@@ -260,7 +265,9 @@ class Engine:
         out = order(out, (0, 3, 1, 2, 4)).reshape(B, T, c.n_heads * hd)
         return self.linear(out, f"layers.{layer}.wo", threads)
 
-    def _attend_one(self, q: Any, k: Any, v: Any, layer: int, cache: Cache) -> np.ndarray:
+    def _attend_one(
+        self, q: Any, k: Any, v: Any, layer: int, cache: Cache, threads: int
+    ) -> np.ndarray:
         """attention's arithmetic for one query position, in one call of the compiled kernel:
         rotation, quantization, the cache's new position and _attend's softmax (B, 1, H * hd)."""
         c, spec = self.config, self.config.layers[layer]
@@ -284,6 +291,7 @@ class Engine:
             pos,
             first,
             float(self.score_scale),
+            max(1, min(threads, B * (pos + 1 - first) * c.n_heads * c.head_dim // ATTEND_WORK)),
         )
         return out
 
@@ -413,6 +421,20 @@ class Engine:
         block, step = table_rows(vocab), softmax_rows(vocab)
         with self._blas.limit(limits=1, user_api="blas"):
             for a in range(0, len(q), block):
+                if self._step_kernel:  # the products, then scales and frequencies in C
+                    rows = exact.int_matmul(q[a : a + block], self.weight["output"], self.threads)
+                    exact.KERNELS.frequencies_q(
+                        rows,
+                        np.ascontiguousarray(scale[a : a + block]),
+                        self.w_scale["output"],
+                        MASS_TABLE,
+                        freq[a : a + len(rows)],
+                        *rows.shape,
+                        codec,
+                        float(self.config.logit_softcap),
+                        max(1, min(self.threads, rows.size // TABLE_ENTRIES)),
+                    )
+                    continue
                 logits = self.logits(q[a : a + block], scale[a : a + block], self.threads)
 
                 if self.xp is not np:  # the torch backend: one pass on its device
