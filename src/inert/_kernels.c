@@ -281,8 +281,9 @@ static PyObject *py_row_frequencies(PyObject *self, PyObject *args)
 
 /* Logits of quantized final states, then their frequencies (engine.tables): row r of the
  * exact products acc (R, V) becomes (acc * q_scale[r]) * w_scale, soft-capped as
- * engine.logits does (cap * exact.tanh(logits / cap)), then row_frequencies; rows spread
- * over `threads` threads. acc is overwritten. */
+ * engine.logits does (cap * exact.tanh(logits / cap)), then row_frequencies, or their
+ * running sums (what a decoder searches); rows spread over `threads` threads. acc is
+ * overwritten. */
 static inline double exact_exp(double x);
 WIDEST static void scale_logits(double *row, double qs, const double *ws, Py_ssize_t V,
                                 double cap)
@@ -298,10 +299,10 @@ static PyObject *py_frequencies_q(PyObject *self, PyObject *args)
 {
     Py_buffer acc, q_scale, w_scale, table, out;
     Py_ssize_t R, V;
-    int codec, threads;
+    int codec, threads, running;
     double cap;
-    if (!PyArg_ParseTuple(args, "w*y*y*y*w*nnidi", &acc, &q_scale, &w_scale, &table, &out, &R,
-                          &V, &codec, &cap, &threads))
+    if (!PyArg_ParseTuple(args, "w*y*y*y*w*nnidip", &acc, &q_scale, &w_scale, &table, &out, &R,
+                          &V, &codec, &cap, &threads, &running))
         return NULL;
     PyObject *result = NULL;
     if (R < 0 || V < 1 || (codec < 1 || codec > 3) || table.len < 8 || threads < 1)
@@ -316,8 +317,10 @@ static PyObject *py_frequencies_q(PyObject *self, PyObject *args)
 #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
         for (Py_ssize_t r = 0; r < R; r++) {
             scale_logits(rows + r * V, qs[r], ws, V, cap);
-            row_frequencies(rows + r * V, V, codec, table.buf, table.len / 8,
-                            (int64_t *)out.buf + r * V);
+            int64_t *freq = (int64_t *)out.buf + r * V;
+            row_frequencies(rows + r * V, V, codec, table.buf, table.len / 8, freq);
+            for (Py_ssize_t v = 1; running && v < V; v++)
+                freq[v] += freq[v - 1];
         }
         Py_END_ALLOW_THREADS
         result = Py_NewRef(Py_None);
@@ -327,6 +330,65 @@ static PyObject *py_frequencies_q(PyObject *self, PyObject *args)
     PyBuffer_Release(&w_scale);
     PyBuffer_Release(&table);
     PyBuffer_Release(&out);
+    return result;
+}
+
+/* ---------------------------------------------------------------- decoding a symbol
+ * history.mixed_cumulative's running sum of one row of the coded table (codecs 4 and 5),
+ * searched for the symbol whose interval holds `target` without making the row: at x,
+ * C'(x + 1) = ((C(x + 1) - (x + 1)) * keep >> 16) + (x + 1) + S(x + 1), C the model's
+ * inclusive running sum, S(x + 1) the history's amounts of tokens <= x (tokens ascending).
+ * C' ascends (every entry keeps at least 1), so a binary search finds the first x with
+ * C'(x + 1) > target. */
+static int64_t mixed_at(const int64_t *cum, int64_t keep, const int64_t *tokens,
+                        const int64_t *below, Py_ssize_t E, Py_ssize_t x)
+{
+    Py_ssize_t lo = 0, hi = E; /* entries with token <= x: the first lo of them */
+    while (lo < hi) {
+        Py_ssize_t mid = (lo + hi) / 2;
+        if (tokens[mid] <= x)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    int64_t upto = (int64_t)x + 1;
+    return (((cum[x] - upto) * keep) >> 16) + upto + below[lo];
+}
+
+static PyObject *py_mixed_find(PyObject *self, PyObject *args)
+{
+    Py_buffer cum, tokens, amounts;
+    long long keep, target;
+    if (!PyArg_ParseTuple(args, "y*Ly*y*L", &cum, &keep, &tokens, &amounts, &target))
+        return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t V = cum.len / 8, E = tokens.len / 8;
+    int64_t *below = NULL;
+    if (V < 1 || amounts.len != tokens.len || keep < 0 || keep > 65536)
+        PyErr_SetString(PyExc_ValueError, "an empty row, entries that do not match, or a bad keep");
+    else if (!(below = malloc(sizeof(int64_t) * (size_t)(E + 1))))
+        PyErr_NoMemory();
+    else {
+        const int64_t *c = cum.buf, *t = tokens.buf, *a = amounts.buf;
+        below[0] = 0;
+        for (Py_ssize_t e = 0; e < E; e++)
+            below[e + 1] = below[e] + a[e];
+        Py_ssize_t lo = 0, hi = V - 1; /* the symbol: C'(lo + 1) > target, C'(lo) <= it */
+        while (lo < hi) {
+            Py_ssize_t mid = (lo + hi) / 2;
+            if (mixed_at(c, keep, t, below, E, mid) > target)
+                hi = mid;
+            else
+                lo = mid + 1;
+        }
+        int64_t start = lo ? mixed_at(c, keep, t, below, E, lo - 1) : 0;
+        int64_t end = mixed_at(c, keep, t, below, E, lo);
+        result = Py_BuildValue("nLL", lo, (long long)start, (long long)(end - start));
+    }
+    free(below);
+    PyBuffer_Release(&cum);
+    PyBuffer_Release(&tokens);
+    PyBuffer_Release(&amounts);
     return result;
 }
 
@@ -636,9 +698,15 @@ static PyMethodDef methods[] = {
      "row_frequencies(logits, mass_table, out, R, V, codec): out (R, V) int64 = "
      "engine.logits_to_frequencies(logits (R, V) float64, codec)."},
     {"frequencies_q", py_frequencies_q, METH_VARARGS,
-     "frequencies_q(acc, q_scale, w_scale, mass_table, out, R, V, codec, softcap, threads): "
-     "out (R, V) int64 = the frequencies of the logits (acc * q_scale) * w_scale, soft-capped "
-     "(engine.tables); acc (R, V) float64 is overwritten."},
+     "frequencies_q(acc, q_scale, w_scale, mass_table, out, R, V, codec, softcap, threads, "
+     "running): out (R, V) int64 = the frequencies of the logits (acc * q_scale) * w_scale, "
+     "soft-capped (engine.tables), or (running) their inclusive running sums; acc (R, V) "
+     "float64 is overwritten."},
+    {"mixed_find", py_mixed_find, METH_VARARGS,
+     "mixed_find(cumulative, keep, tokens, amounts, target) -> (symbol, start, size): the "
+     "symbol of the coded table (history.mixed_cumulative of the model's inclusive running "
+     "sum (V,) int64, the row's keep and its history entries, tokens ascending) whose "
+     "interval holds target."},
     {"rms_norm", py_rms_norm, METH_VARARGS,
      "rms_norm(x, gain, out, R, n, eps): out (R, n) float64 = exact.rms_norm(x, gain, eps)."},
     {"glu", py_glu, METH_VARARGS,

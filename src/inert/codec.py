@@ -28,7 +28,7 @@ from typing import BinaryIO, TypeVar
 import constriction
 import numpy as np
 
-from . import classical, rangecoder
+from . import classical, exact, rangecoder
 from .engine import FREQ_TOTALS, Engine, table_rows
 from .errors import ChecksumError, InertError, KeyFormatError
 from .history import (
@@ -37,6 +37,7 @@ from .history import (
     ORDERS_OF,
     History,
     Predictions,
+    Sparse,
     Weights,
     mix,
     mix_interval,
@@ -654,9 +655,11 @@ def _decode_group(
         live = [lane for lane, n in enumerate(lengths) if step < n]  # a prefix: only the
         if len(live) < cache.k[0].shape[0]:  # last segment is shorter, and the engine is
             cache = cache.rows(0, len(live))  # batch-invariant: finished lanes are dropped
-        # the engine evaluates this step while the history catches up and predicts
+        # the engine evaluates this step while the history catches up and predicts; the
+        # one stream (codecs 3-5) searches the tables' running sums
+        one_stream = isinstance(readers, rangecoder.Decoder)
         pending = ahead.submit(
-            engine.frequencies, step_input[: len(live)], cache, TABLE_CODEC[codec]
+            engine.frequencies, step_input[: len(live)], cache, TABLE_CODEC[codec], one_stream
         )
         if history:
             if learned:
@@ -664,13 +667,18 @@ def _decode_group(
             contexts = history.contexts(out[live, max(0, step - back) : step].tolist())
             predictions = history.predict(live, contexts)
         learned = weights.of(predictions) if weights else None
-        freq = pending.result()[:, 0]  # (lanes, V) int64
-        if isinstance(readers, rangecoder.Decoder):
-            out[live, step] = symbols = _read_step(readers, freq, predictions, learned)
+        if one_stream:
+            vocab = engine.config.vocab_size
+            part = sparse(predictions, len(live), vocab, rangecoder.TOTAL, learned)
+            cumulative = pending.result()[:, 0]  # (lanes, V) int64
+            out[live, step] = symbols = _read_step(readers, cumulative, part)
             if weights is not None and learned is not None:
-                chosen = freq[np.arange(len(live)), symbols]
+                rows = np.arange(len(live))
+                below = np.where(symbols > 0, cumulative[rows, symbols - 1], 0)
+                chosen = cumulative[rows, symbols] - below
                 weights.learn(predictions, learned, symbols, chosen, rangecoder.TOTAL)
         else:
+            freq = pending.result()[:, 0]  # (lanes, V) int64
             out[live, step] = _read_lanes(readers, freq, predictions, step)
         if history:
             learned = (contexts, out[live, step].tolist())
@@ -683,23 +691,30 @@ def _decode_group(
         yield out[lane, :n]
 
 
-def _read_step(
-    stream: rangecoder.Decoder,
-    freq: np.ndarray,
-    predictions: list[Predictions],
-    weights: list[np.ndarray] | None = None,
-) -> np.ndarray:
+def _read_step(stream: rangecoder.Decoder, cumulative: np.ndarray, part: Sparse) -> np.ndarray:
     """Codecs 3-5: one token of each lane (in lane order) from the key's stream, given the
-    model's tables freq (lanes, V) int64, the history's predictions for them and (codec 5)
-    each order's learned weights."""
-    lanes, vocab = freq.shape
-    cumulative = np.cumsum(freq, axis=1)  # (lanes, V): C(x + 1) at x
-    if predictions:
-        part = sparse(predictions, lanes, vocab, rangecoder.TOTAL, weights)
-        mixed_cumulative(cumulative, part)
+    model's tables as inclusive running sums (lanes, V) int64 and the history's part of the
+    coded tables (history.sparse; none in codec 3)."""
+    lanes, vocab = cumulative.shape
     symbols = np.zeros(lanes, dtype=np.int64)
+    if exact.KERNELS is None:  # numpy: the coded tables' running sums, then a search each
+        coded = mixed_cumulative(cumulative.copy(), part)  # the model's stay (codec 5 learns)
+        for lane in range(lanes):
+            symbol, start, size = rangecoder.find(coded[lane], stream.target())
+            stream.consume(start, size, symbol == vocab - 1)
+            symbols[lane] = symbol
+        return symbols
+    # each lane's entries of the history's part (sorted by row, then token)
+    cuts = np.searchsorted(part.rows, np.arange(lanes + 1))
     for lane in range(lanes):
-        symbol, start, size = rangecoder.find(cumulative[lane], stream.target())
+        a, b = cuts[lane], cuts[lane + 1]
+        symbol, start, size = exact.KERNELS.mixed_find(
+            cumulative[lane],
+            int(part.keep[lane]),
+            part.tokens[a:b],
+            part.amounts[a:b],
+            stream.target(),
+        )
         stream.consume(start, size, symbol == vocab - 1)
         symbols[lane] = symbol
     return symbols

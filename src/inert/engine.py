@@ -409,8 +409,11 @@ class Engine:
         cache.length += T
         return q.reshape(B * T, -1), scale.reshape(-1)
 
-    def tables(self, q: np.ndarray, scale: np.ndarray, codec: int = 1) -> np.ndarray:
-        """(N, V) int64 frequency tables of N quantized final states (see final_states).
+    def tables(
+        self, q: np.ndarray, scale: np.ndarray, codec: int = 1, running: bool = False
+    ) -> np.ndarray:
+        """(N, V) int64 frequency tables of N quantized final states (see final_states), or
+        (`running`) their inclusive running sums: what a decoder searches.
 
         Rows go in blocks: each block's logits in one product on all threads (the output
         matrix read once), then its rows made frequencies SOFTMAX rows at a time (the
@@ -433,6 +436,7 @@ class Engine:
                         codec,
                         float(self.config.logit_softcap),
                         max(1, min(self.threads, rows.size // TABLE_ENTRIES)),
+                        running,
                     )
                     continue
                 logits = self.logits(q[a : a + block], scale[a : a + block], self.threads)
@@ -447,15 +451,20 @@ class Engine:
                         row_frequencies(logits[r:b], codec, out=freq[a + r : a + b])
 
                 self._split(len(logits), part, parts=len(logits) * vocab // SPLIT_ENTRIES)
+                if running:
+                    np.cumsum(freq[a : a + len(logits)], axis=1, out=freq[a : a + len(logits)])
         return freq
 
-    def frequencies(self, tokens: np.ndarray, cache: Cache, codec: int = 1) -> np.ndarray:
-        """(B, T, V) int64 frequency tables: rows sum to FREQ_TOTALS[codec], every entry >= 1.
+    def frequencies(
+        self, tokens: np.ndarray, cache: Cache, codec: int = 1, running: bool = False
+    ) -> np.ndarray:
+        """(B, T, V) int64 frequency tables: rows sum to FREQ_TOTALS[codec], every entry >= 1
+        (or, `running`, their inclusive running sums).
 
         The same as logits_to_frequencies(forward(...), codec), without the (B, T, V) logits.
         """
         q, scale = self.final_states(tokens, cache)
-        return self.tables(q, scale, codec).reshape(*tokens.shape, -1)
+        return self.tables(q, scale, codec, running).reshape(*tokens.shape, -1)
 
     def _split(self, rows: int, part: Callable[[int, int, int], None], parts: int) -> None:
         """Run part(a, b, threads) over rows a..b-1, in up to `parts` parallel pieces on the
