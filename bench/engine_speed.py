@@ -4,10 +4,11 @@
     python bench/engine_speed.py --blob gemma.blob --against 8954653 FILE...
 
 Each file is encoded and decoded (round trip checked) by this tree's inert and by the
-revision named with --against (checked out in a temporary git worktree, imported from its
-src/), each run in a fresh process whose peak RSS is its own, alternating the two `--runs`
-times; the table gives medians and the ratio of this tree to the revision. Both use the
-blob's default codec settings, so their keys must be identical: the benchmark checks it.
+revision named with --against (checked out in a temporary git worktree, its kernels
+compiled there, imported from its src/), each run in a fresh process whose peak RSS is its
+own, alternating the two `--runs` times; the table gives medians and the ratio of this tree
+to the revision. Both use the blob's default codec settings, so their keys must be
+identical: the benchmark checks it.
 """
 
 from __future__ import annotations
@@ -98,6 +99,11 @@ def main() -> None:
             ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(old), rev],
             capture_output=True, check=True,
         )  # fmt: skip
+        if (old / "src" / "inert" / "_kernels.c").exists():  # its own compiled kernels
+            subprocess.run(
+                [sys.executable, "-c", "from setuptools import setup; setup()", "build_ext", "--inplace"],
+                cwd=old, capture_output=True, check=True,
+            )  # fmt: skip
         try:
             for path in args.files:
                 results: dict[str, list[dict]] = {"new": [], "old": []}

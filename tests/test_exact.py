@@ -143,3 +143,44 @@ def test_the_compiled_rms_norm_is_numpy_s(monkeypatch) -> None:
     compiled = exact.rms_norm(x, gain, 1e-6)
     monkeypatch.setattr(exact, "KERNELS", None)
     assert np.array_equal(compiled, exact.rms_norm(x, gain, 1e-6))
+
+
+@pytest.mark.parametrize("path", [3, 2, 1, 0], ids=["vnni", "avx512", "avx2", "plain"])
+def test_packed_products_are_exact_on_every_path(path: int) -> None:
+    """The packed products (exact.Packed) give the exact integer product on each vector
+    path the machine has: every row count of a block (1-9), odd and even widths, widths of
+    several int32 chunks (> 512), panels cut short (m not a multiple of 16), the extremes;
+    a packed matrix gives its rows and itself back."""
+    if exact.KERNELS is None:
+        pytest.skip("inert._kernels was not built (no C compiler at install)")
+    taken = exact.KERNELS.set_path(path)
+    if taken != path:
+        exact.KERNELS.set_path(-1)
+        pytest.skip(f"this machine has no path {path}")
+    try:
+        rng = np.random.default_rng(path)
+        for N, n, m in [
+            (1, 7, 5),
+            (2, 1031, 33),
+            (3, 64, 16),
+            (4, 600, 40),
+            (5, 128, 17),
+            (7, 33, 48),
+            (8, 2048, 20),
+            (9, 1, 3),
+            (21, 384, 130),
+        ]:
+            w = rng.integers(-128, 128, size=(m, n)).astype(np.int8)
+            a = rng.integers(-32767, 32768, size=(N, n)).astype(np.float64)
+            w[0], a[0] = -128, -32767  # every product at its largest
+            packed = exact.Packed(w)
+            assert np.array_equal(packed.plain(), w)
+            index = rng.integers(0, m, size=(2, 3))
+            assert np.array_equal(packed.rows(index), w[index])
+            expected = (a.astype(np.int64) @ w.astype(np.int64).T).astype(np.float64)
+            for threads in (1, 2):
+                assert np.array_equal(exact.int_matmul(a, packed, threads), expected)
+            scale = rng.uniform(1e-3, 1.0, size=m)
+            assert np.array_equal(exact.linear(a, packed, scale), exact.linear(a, w, scale))
+    finally:
+        exact.KERNELS.set_path(-1)

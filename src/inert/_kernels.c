@@ -19,6 +19,7 @@
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define CHUNK 256 /* products per int32 partial sum: 256 * 2**22 = 2**30 < 2**31 */
 #define ROWS 4    /* weight rows per block: widened to int16 together, read by every a row */
@@ -93,6 +94,219 @@ static int matmul(const int16_t *a, const int8_t *w, double *out, Py_ssize_t N, 
     return failed ? -1 : 0;
 }
 
+/* ---------------------------------------------------------------- packed products
+ * The same exact products from weights packed for the vector unit (exact.Packed): panels
+ * of PANEL = 16 weight rows; in a panel, pair p of the input (columns 2p, 2p+1) holds the
+ * 16 rows' two weights side by side, 32 int8 in all. One instruction then multiplies a
+ * pair of activations, broadcast, by the pair of every row of the panel and adds the two
+ * products into each row's int32 sum (pmaddwd; vpdpwssd fuses the add): no horizontal
+ * sums. A pair is at most 2 * 32767 * 128 < 2**23 and PAIRS = 256 pairs sum below 2**31,
+ * so int32 holds them exactly; the chunks are then added in float64 (exact below 2**53).
+ * Every path (AVX-512 VNNI, AVX-512, AVX2, plain C) adds the same integers: one result. */
+#define PANEL 16
+#define PAIRS 256
+#define BLOCK_ROWS 8 /* activation rows per pass over a panel: 8 independent sums */
+
+static Py_ssize_t panels_of(Py_ssize_t m) { return (m + PANEL - 1) / PANEL; }
+static Py_ssize_t pairs_of(Py_ssize_t n) { return (n + 1) / 2; }
+
+static void pack_panels(const int8_t *w, int8_t *out, Py_ssize_t m, Py_ssize_t n)
+{
+    Py_ssize_t n2 = pairs_of(n);
+    memset(out, 0, (size_t)(panels_of(m) * n2 * 2 * PANEL));
+    for (Py_ssize_t j = 0; j < m; j++)
+        for (Py_ssize_t k = 0; k < n; k++)
+            out[((j / PANEL) * n2 + k / 2) * 2 * PANEL + (j % PANEL) * 2 + (k & 1)] = w[j * n + k];
+}
+
+/* One panel times `rows` activation rows (pairs as int32: a[r][p] = the r-th row's pair p):
+ * sums[r][l] for the panel's 16 rows l, added to (first chunk: written into) out. */
+static void panel_plain(const int32_t *const *a, int rows, const int8_t *wp, Py_ssize_t n2,
+                        double *const *out, Py_ssize_t cols)
+{
+    for (int r = 0; r < rows; r++) {
+        const int16_t *x = (const int16_t *)a[r];
+        double sums[PANEL] = {0};
+        for (Py_ssize_t p0 = 0; p0 < n2; p0 += PAIRS) {
+            Py_ssize_t p1 = p0 + PAIRS < n2 ? p0 + PAIRS : n2;
+            int32_t acc[PANEL] = {0};
+            for (Py_ssize_t p = p0; p < p1; p++)
+                for (int l = 0; l < PANEL; l++)
+                    acc[l] += x[2 * p] * wp[p * 32 + 2 * l] + x[2 * p + 1] * wp[p * 32 + 2 * l + 1];
+            for (int l = 0; l < PANEL; l++)
+                sums[l] += (double)acc[l];
+        }
+        for (Py_ssize_t l = 0; l < cols; l++)
+            out[r][l] = sums[l];
+    }
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+
+/* R rows at a time, each with S sums over alternate pairs (R * S = 8 chains in flight,
+ * so that the multiply-add's latency is hidden even for one row) */
+#define AVX512_PANEL(NAME, TARGET, MAC)                                                        \
+    __attribute__((target(TARGET), always_inline)) static inline void NAME##_rs(                              \
+        const int32_t *const *a, int R, int S, const int8_t *wp, Py_ssize_t n2,                \
+        double *const *out, Py_ssize_t cols)                                                   \
+    {                                                                                          \
+        __m512d lo[BLOCK_ROWS], hi[BLOCK_ROWS];                                                \
+        for (int r = 0; r < R; r++)                                                            \
+            lo[r] = hi[r] = _mm512_setzero_pd();                                               \
+        for (Py_ssize_t p0 = 0; p0 < n2; p0 += PAIRS) {                                        \
+            Py_ssize_t p1 = p0 + PAIRS < n2 ? p0 + PAIRS : n2;                                 \
+            __m512i acc[BLOCK_ROWS];                                                           \
+            for (int i = 0; i < BLOCK_ROWS; i++)                                               \
+                acc[i] = _mm512_setzero_si512();                                               \
+            Py_ssize_t p = p0;                                                                 \
+            for (; p + S <= p1; p += S)                                                        \
+                for (int s = 0; s < S; s++) {                                                  \
+                    __m512i w = _mm512_cvtepi8_epi16(                                          \
+                        _mm256_loadu_si256((const __m256i *)(wp + (p + s) * 32)));             \
+                    for (int r = 0; r < R; r++)                                                \
+                        acc[r * S + s] = MAC(acc[r * S + s], w, _mm512_set1_epi32(a[r][p + s])); \
+                }                                                                              \
+            for (; p < p1; p++) {                                                              \
+                __m512i w =                                                                    \
+                    _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(wp + p * 32)));   \
+                for (int r = 0; r < R; r++)                                                    \
+                    acc[r * S] = MAC(acc[r * S], w, _mm512_set1_epi32(a[r][p]));               \
+            }                                                                                  \
+            for (int r = 0; r < R; r++) {                                                      \
+                __m512i sum = acc[r * S];                                                      \
+                for (int s = 1; s < S; s++) /* < 2**31 together: one chunk's pairs */          \
+                    sum = _mm512_add_epi32(sum, acc[r * S + s]);                               \
+                lo[r] = _mm512_add_pd(lo[r], _mm512_cvtepi32_pd(_mm512_castsi512_si256(sum))); \
+                hi[r] = _mm512_add_pd(hi[r],                                                   \
+                                      _mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(sum, 1)));  \
+            }                                                                                  \
+        }                                                                                      \
+        __mmask8 first = cols >= 8 ? 0xFF : (__mmask8)((1u << cols) - 1);                     \
+        __mmask8 second = cols >= 16 ? 0xFF : (__mmask8)((1u << (cols > 8 ? cols - 8 : 0)) - 1); \
+        for (int r = 0; r < R; r++) {                                                          \
+            _mm512_mask_storeu_pd(out[r], first, lo[r]);                                       \
+            _mm512_mask_storeu_pd(out[r] + 8, second, hi[r]);                                  \
+        }                                                                                      \
+    }                                                                                          \
+    __attribute__((target(TARGET))) static void NAME(const int32_t *const *a, int rows,        \
+                                                     const int8_t *wp, Py_ssize_t n2,          \
+                                                     double *const *out, Py_ssize_t cols)      \
+    {                                                                                          \
+        switch (rows) { /* constant R and S: the loops unroll, the sums stay in registers */  \
+        case 8: NAME##_rs(a, 8, 1, wp, n2, out, cols); break;                                  \
+        case 7: NAME##_rs(a, 7, 1, wp, n2, out, cols); break;                                  \
+        case 6: NAME##_rs(a, 6, 1, wp, n2, out, cols); break;                                  \
+        case 5: NAME##_rs(a, 5, 1, wp, n2, out, cols); break;                                  \
+        case 4: NAME##_rs(a, 4, 2, wp, n2, out, cols); break;                                  \
+        case 3: NAME##_rs(a, 3, 2, wp, n2, out, cols); break;                                  \
+        case 2: NAME##_rs(a, 2, 4, wp, n2, out, cols); break;                                  \
+        default: NAME##_rs(a, 1, 8, wp, n2, out, cols); break;                                 \
+        }                                                                                      \
+    }
+
+#define MADD_ADD(acc, w, x) _mm512_add_epi32(acc, _mm512_madd_epi16(w, x))
+AVX512_PANEL(panel_avx512, "avx512f,avx512bw", MADD_ADD)
+AVX512_PANEL(panel_vnni, "avx512f,avx512bw,avx512vnni", _mm512_dpwssd_epi32)
+
+/* AVX2: a panel as two halves of 8 rows, 16 int8 (8 pairs) each */
+__attribute__((target("avx2"))) static void panel_avx2(const int32_t *const *a, int rows,
+                                                       const int8_t *wp, Py_ssize_t n2,
+                                                       double *const *out, Py_ssize_t cols)
+{
+    for (int r = 0; r < rows; r++) {
+        __m256d d[4] = {_mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd(),
+                        _mm256_setzero_pd()};
+        for (Py_ssize_t p0 = 0; p0 < n2; p0 += PAIRS) {
+            Py_ssize_t p1 = p0 + PAIRS < n2 ? p0 + PAIRS : n2;
+            __m256i lo = _mm256_setzero_si256(), hi = lo;
+            for (Py_ssize_t p = p0; p < p1; p++) {
+                __m256i x = _mm256_set1_epi32(a[r][p]);
+                __m128i w0 = _mm_loadu_si128((const __m128i *)(wp + p * 32));
+                __m128i w1 = _mm_loadu_si128((const __m128i *)(wp + p * 32 + 16));
+                lo = _mm256_add_epi32(lo, _mm256_madd_epi16(_mm256_cvtepi8_epi16(w0), x));
+                hi = _mm256_add_epi32(hi, _mm256_madd_epi16(_mm256_cvtepi8_epi16(w1), x));
+            }
+            d[0] = _mm256_add_pd(d[0], _mm256_cvtepi32_pd(_mm256_castsi256_si128(lo)));
+            d[1] = _mm256_add_pd(d[1], _mm256_cvtepi32_pd(_mm256_extracti128_si256(lo, 1)));
+            d[2] = _mm256_add_pd(d[2], _mm256_cvtepi32_pd(_mm256_castsi256_si128(hi)));
+            d[3] = _mm256_add_pd(d[3], _mm256_cvtepi32_pd(_mm256_extracti128_si256(hi, 1)));
+        }
+        double sums[PANEL];
+        for (int q = 0; q < 4; q++)
+            _mm256_storeu_pd(sums + 4 * q, d[q]);
+        for (Py_ssize_t l = 0; l < cols; l++)
+            out[r][l] = sums[l];
+    }
+}
+#endif
+
+typedef void (*PanelKernel)(const int32_t *const *, int, const int8_t *, Py_ssize_t,
+                            double *const *, Py_ssize_t);
+
+/* the widest path this machine has, unless a test asks for a narrower one (set_path) */
+static int forced_path = -1; /* 0 plain, 1 AVX2, 2 AVX-512, 3 AVX-512 VNNI */
+static int best_path(void)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw"))
+        return 3;
+    if (__builtin_cpu_supports("avx512bw"))
+        return 2;
+    if (__builtin_cpu_supports("avx2"))
+        return 1;
+#endif
+    return 0;
+}
+
+static PanelKernel panel_kernel(void)
+{
+    int path = forced_path >= 0 ? forced_path : best_path();
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (path >= 3)
+        return panel_vnni;
+    if (path == 2)
+        return panel_avx512;
+    if (path == 1)
+        return panel_avx2;
+#endif
+    return panel_plain;
+}
+
+/* out (N, m) = a (N, n) . w^T from w's panels, the panels split among `threads` threads */
+static int matmul_packed(const int16_t *a, const int8_t *packed, double *out, Py_ssize_t N,
+                         Py_ssize_t n, Py_ssize_t m, int threads)
+{
+    Py_ssize_t n2 = pairs_of(n), panels = panels_of(m);
+    int32_t *pairs = NULL; /* a's rows as int32 pairs (a copy, padded, when n is odd) */
+    const int32_t *rows = (const int32_t *)a;
+    if (n % 2 || ((uintptr_t)a % 4)) {
+        if (!(pairs = calloc((size_t)(N * n2 + 1), sizeof(int32_t))))
+            return -1;
+        for (Py_ssize_t i = 0; i < N; i++)
+            memcpy((int16_t *)(pairs + i * n2), a + i * n, (size_t)n * sizeof(int16_t));
+        rows = pairs;
+    }
+    PanelKernel kernel = panel_kernel();
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
+    for (Py_ssize_t P = 0; P < panels; P++) {
+        Py_ssize_t cols = m - P * PANEL < PANEL ? m - P * PANEL : PANEL;
+        for (Py_ssize_t i = 0; i < N; i += BLOCK_ROWS) {
+            int block = N - i < BLOCK_ROWS ? (int)(N - i) : BLOCK_ROWS;
+            const int32_t *a_rows[BLOCK_ROWS];
+            double *o_rows[BLOCK_ROWS];
+            for (int r = 0; r < block; r++) {
+                a_rows[r] = rows + (i + r) * n2;
+                o_rows[r] = out + (i + r) * m + P * PANEL;
+            }
+            kernel(a_rows, block, packed + P * n2 * 2 * PANEL, n2, o_rows, cols);
+        }
+    }
+    free(pairs);
+    return 0;
+}
+
 /* Per-row symmetric 16-bit quantization, exactly exact.quantize's numpy arithmetic:
  * amax = max |x| of the row, q = rint((x / (amax or 1)) * 32767), scale = amax / 32767. */
 #define ACT_MAX 32767.0
@@ -110,6 +324,15 @@ WIDEST static void quantize16(const double *x, int16_t *q, double *scale, Py_ssi
             q[i * n + k] = (int16_t)rint((row[k] / safe) * ACT_MAX); /* rint: ties to even, as np.rint */
         scale[i] = amax / ACT_MAX;
     }
+}
+
+/* y[i, j] = (y[i, j] * qs[i]) * ws[j]: a product's two scales, in matmul_q's order */
+WIDEST static void scale_products(double *y, const double *qs, const double *ws, Py_ssize_t N,
+                                  Py_ssize_t m)
+{
+    for (Py_ssize_t i = 0; i < N; i++)
+        for (Py_ssize_t j = 0; j < m; j++)
+            y[i * m + j] = (y[i * m + j] * qs[i]) * ws[j];
 }
 
 /* y (N, m) = (x quantized) . w^T, then each entry times its row's scale, then the weight
@@ -139,9 +362,7 @@ static PyObject *py_linear(PyObject *self, PyObject *args)
         quantize16(x.buf, q, qs, N, n);
         status = matmul(q, w.buf, y, N, n, m, threads);
         if (!status)
-            for (Py_ssize_t i = 0; i < N; i++)
-                for (Py_ssize_t j = 0; j < m; j++)
-                    y[i * m + j] = (y[i * m + j] * qs[i]) * ws[j];
+            scale_products(y, qs, ws, N, m);
         Py_END_ALLOW_THREADS
         if (status)
             PyErr_NoMemory();
@@ -687,6 +908,96 @@ static PyObject *py_matmul_i16_i8(PyObject *self, PyObject *args)
     return result;
 }
 
+static PyObject *py_pack(PyObject *self, PyObject *args)
+{
+    Py_buffer w, out;
+    Py_ssize_t m, n;
+    if (!PyArg_ParseTuple(args, "y*w*nn", &w, &out, &m, &n))
+        return NULL;
+    PyObject *result = NULL;
+    if (m < 1 || n < 1)
+        PyErr_SetString(PyExc_ValueError, "an empty matrix");
+    else if (w.len != m * n || out.len != panels_of(m) * pairs_of(n) * 2 * PANEL)
+        PyErr_SetString(PyExc_ValueError, "buffer sizes do not match (m, n) and its panels");
+    else {
+        Py_BEGIN_ALLOW_THREADS
+        pack_panels(w.buf, out.buf, m, n);
+        Py_END_ALLOW_THREADS
+        result = Py_NewRef(Py_None);
+    }
+    PyBuffer_Release(&w);
+    PyBuffer_Release(&out);
+    return result;
+}
+
+/* matmul_packed and linear_packed: a (N, n) int16 (or x (N, n) float64, quantized per row,
+ * and the result scaled as py_linear does) times the packed (m, n) int8 matrix */
+static PyObject *py_packed_product(PyObject *self, PyObject *args, int quantize)
+{
+    Py_buffer x, w, w_scale = {0}, out;
+    Py_ssize_t N, n, m;
+    int threads;
+    int ok = quantize ? PyArg_ParseTuple(args, "y*y*y*w*nnni", &x, &w, &w_scale, &out, &N, &n,
+                                         &m, &threads)
+                      : PyArg_ParseTuple(args, "y*y*w*nnni", &x, &w, &out, &N, &n, &m, &threads);
+    if (!ok)
+        return NULL;
+    PyObject *result = NULL;
+    int16_t *q = NULL;
+    double *qs = NULL;
+    if (N < 0 || n < 1 || m < 1 || threads < 1)
+        PyErr_SetString(PyExc_ValueError, "negative size, an empty matrix or no thread");
+    else if (x.len != N * n * (quantize ? 8 : 2) || w.len != panels_of(m) * pairs_of(n) * 2 * PANEL ||
+             out.len != N * m * 8 || (quantize && w_scale.len != m * 8))
+        PyErr_SetString(PyExc_ValueError, "buffer sizes do not match (N, n) x (m, n) -> (N, m)");
+    else if (quantize && (!(q = malloc(sizeof(int16_t) * (size_t)(N * n + 1))) ||
+                          !(qs = malloc(sizeof(double) * (size_t)(N + 1)))))
+        PyErr_NoMemory();
+    else {
+        int status;
+        double *y = out.buf;
+        Py_BEGIN_ALLOW_THREADS
+        if (quantize)
+            quantize16(x.buf, q, qs, N, n);
+        status = matmul_packed(quantize ? q : x.buf, w.buf, y, N, n, m, threads);
+        if (!status && quantize)
+            scale_products(y, qs, w_scale.buf, N, m);
+        Py_END_ALLOW_THREADS
+        if (status)
+            PyErr_NoMemory();
+        else
+            result = Py_NewRef(Py_None);
+    }
+    free(q);
+    free(qs);
+    PyBuffer_Release(&x);
+    PyBuffer_Release(&w);
+    if (quantize)
+        PyBuffer_Release(&w_scale);
+    PyBuffer_Release(&out);
+    return result;
+}
+
+static PyObject *py_matmul_packed(PyObject *self, PyObject *args)
+{
+    return py_packed_product(self, args, 0);
+}
+
+static PyObject *py_linear_packed(PyObject *self, PyObject *args)
+{
+    return py_packed_product(self, args, 1);
+}
+
+static PyObject *py_set_path(PyObject *self, PyObject *args)
+{
+    int path;
+    if (!PyArg_ParseTuple(args, "i", &path))
+        return NULL;
+    int best = best_path();
+    forced_path = path < 0 || path > best ? -1 : path;
+    return PyLong_FromLong(forced_path >= 0 ? forced_path : best);
+}
+
 static PyMethodDef methods[] = {
     {"matmul_i16_i8", py_matmul_i16_i8, METH_VARARGS,
      "matmul_i16_i8(a, w, out, N, n, m, threads): out (N, m) float64 = a (N, n) int16 . "
@@ -709,6 +1020,15 @@ static PyMethodDef methods[] = {
      "interval holds target."},
     {"rms_norm", py_rms_norm, METH_VARARGS,
      "rms_norm(x, gain, out, R, n, eps): out (R, n) float64 = exact.rms_norm(x, gain, eps)."},
+    {"pack", py_pack, METH_VARARGS,
+     "pack(w, out, m, n): out = the panels of w (m, n) int8 (exact.Packed)."},
+    {"matmul_packed", py_matmul_packed, METH_VARARGS,
+     "matmul_packed(a, packed, out, N, n, m, threads): matmul_i16_i8 from packed weights."},
+    {"linear_packed", py_linear_packed, METH_VARARGS,
+     "linear_packed(x, packed, w_scale, out, N, n, m, threads): linear from packed weights."},
+    {"set_path", py_set_path, METH_VARARGS,
+     "set_path(k) -> the path packed products take: 0 plain C, 1 AVX2, 2 AVX-512, 3 AVX-512 "
+     "VNNI; k above what the machine has, or -1: its widest (tests try each)."},
     {"glu", py_glu, METH_VARARGS,
      "glu(gate_up, out, N, h, gelu): out (N, h) = act(gate) * up of gate_up (N, 2h) float64, "
      "act exact.silu or (gelu) exact.gelu_tanh."},

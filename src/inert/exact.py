@@ -133,7 +133,37 @@ def rint(x: Any) -> Any:
     return np.rint(x, out=x) if isinstance(x, np.ndarray) else namespace(x).round(x)
 
 
-def int_matmul(a: np.ndarray, w: np.ndarray, threads: int = 1) -> np.ndarray:
+class Packed:
+    """An int8 matrix (m, n) packed for the compiled products: panels of 16 rows, each
+    column pair of a panel's rows side by side (_kernels.c, "packed products"), so that one
+    vector instruction multiplies a pair of activations into 16 rows' sums. The same
+    entries as the matrix, permuted: a copy of its size, made once per run; rows (the
+    embedding's) and the plain matrix (the numpy path's) are read back from it."""
+
+    dtype = np.dtype(np.int8)
+
+    def __init__(self, w: np.ndarray) -> None:
+        self.shape = m, n = w.shape
+        self.panels = np.empty((-(-m // 16), -(-n // 2), 16, 2), dtype=np.int8)
+        KERNELS.pack(np.ascontiguousarray(w, dtype=np.int8), self.panels, m, n)
+        self._plain: np.ndarray | None = None
+
+    def rows(self, index: np.ndarray) -> np.ndarray:
+        """The matrix's rows index (...) as int8 (..., n)."""
+        n = self.shape[1]
+        picked = self.panels[index // 16, :, index % 16, :]  # (..., n/2, 2)
+        return picked.reshape(*index.shape, -1)[..., :n]
+
+    def plain(self) -> np.ndarray:
+        """The (m, n) matrix itself (made on first use: only the numpy path needs it)."""
+        if self._plain is None:
+            m, n = self.shape
+            rows = self.panels.transpose(0, 2, 1, 3).reshape(-1, self.panels.shape[1] * 2)
+            self._plain = np.ascontiguousarray(rows[:m, :n])
+        return self._plain
+
+
+def int_matmul(a: np.ndarray, w: np.ndarray | Packed, threads: int = 1) -> np.ndarray:
     """a (N, n) integer-valued, |a| <= 32767, times w (m, n) int8 transposed: (N, m) float64.
 
     Every product is at most 32767*128 < 2**22 in magnitude, so any partial sum of fewer
@@ -143,6 +173,15 @@ def int_matmul(a: np.ndarray, w: np.ndarray, threads: int = 1) -> np.ndarray:
     """
     if not isinstance(a, np.ndarray):
         return _int_matmul_xp(a, w)
+    if isinstance(w, Packed):
+        if KERNELS is None:  # a test took the kernels away: numpy's products, same bits
+            return int_matmul(a, w.plain(), threads)
+        N, n = a.shape
+        out = np.empty((N, w.shape[0]))
+        threads = max(1, min(threads, N * n * w.shape[0] // THREAD_PRODUCTS))
+        a16 = np.ascontiguousarray(a, dtype=np.int16)
+        KERNELS.matmul_packed(a16, w.panels, out, N, n, w.shape[0], threads)
+        return out
     if w.dtype != np.int8:
         raise TypeError(f"weights must be int8, not {w.dtype}")
     N, n = a.shape
@@ -172,7 +211,11 @@ def _int_matmul_xp(a: Any, w: Any) -> Any:
 
 
 def matmul_q(
-    q: np.ndarray, q_scale: np.ndarray, w: np.ndarray, w_scale: np.ndarray, threads: int = 1
+    q: np.ndarray,
+    q_scale: np.ndarray,
+    w: np.ndarray | Packed,
+    w_scale: np.ndarray,
+    threads: int = 1,
 ) -> np.ndarray:
     """(q * q_scale) @ (w * w_scale).T: an exact integer product, then the two scales.
 
@@ -183,7 +226,9 @@ def matmul_q(
     return ((acc * q_scale.reshape(-1, 1)) * w_scale).reshape(*lead, -1)
 
 
-def linear(x: np.ndarray, w: np.ndarray, w_scale: np.ndarray, threads: int = 1) -> np.ndarray:
+def linear(
+    x: np.ndarray, w: np.ndarray | Packed, w_scale: np.ndarray, threads: int = 1
+) -> np.ndarray:
     """matmul_q(*quantize(x), w, w_scale): x (..., n) float64 through the int8 matrix w (m, n).
 
     The compiled kernel does the three steps in one call, in numpy's operations and order
@@ -197,7 +242,10 @@ def linear(x: np.ndarray, w: np.ndarray, w_scale: np.ndarray, threads: int = 1) 
     N, m = len(rows), w.shape[0]
     out = np.empty((N, m))
     threads = max(1, min(threads, N * n * m // THREAD_PRODUCTS))
-    KERNELS.linear(rows, np.ascontiguousarray(w), w_scale, out, N, n, m, threads)
+    if isinstance(w, Packed):
+        KERNELS.linear_packed(rows, w.panels, w_scale, out, N, n, m, threads)
+    else:
+        KERNELS.linear(rows, np.ascontiguousarray(w), w_scale, out, N, n, m, threads)
     return out.reshape(*lead, m)
 
 
