@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
+from inert import exact
 from inert.engine import FREQ_TOTAL, logits_to_frequencies
-from inert.history import FOLLOWERS_MAX, History, mix, replay
+from inert.history import (
+    FOLLOWERS_MAX,
+    ORDERS_OF,
+    CompiledHistory,
+    History,
+    Predictions,
+    mix,
+    replay,
+)
 
 
 def model_tables(rows: int, vocab: int = 64) -> np.ndarray:
@@ -137,3 +147,41 @@ def test_codec_5_intervals_are_the_specs(tiny) -> None:
     reference = _reference_codec5(tokens.tolist(), f, C, 4, V)
     assert len(tokens) // 4 > 256  # two groups: the second starts from what the first learned
     assert list(zip(starts.tolist(), sizes.tolist(), strict=True)) == reference
+
+
+def _same(a: list[Predictions], b: list[Predictions]) -> bool:
+    fields = ("rows", "seen", "top", "owner", "tokens", "counts")
+    return all(
+        np.array_equal(getattr(p, f), getattr(q, f))
+        for p, q in zip(a, b, strict=True)
+        for f in fields
+    )
+
+
+def test_the_compiled_history_predicts_and_learns_as_the_python_one() -> None:
+    """Step by step over lanes of a repetitive random work: the same predictions from the
+    compiled tables, through followers past FOLLOWERS_MAX, full orders starting afresh and
+    rows too short for the longest orders; and the encoder's replay the same for both."""
+    if exact.KERNELS is None:
+        pytest.skip("inert._kernels was not built (no C compiler at install)")
+    rng = np.random.default_rng(5)
+    orders = ORDERS_OF[5]
+    work = rng.integers(0, 50, size=(7, 120))  # 7 lanes; small alphabet: many repeats
+    work[:, 60:] = work[:, :60]  # long repeats too
+    work[0, :40] = rng.integers(0, 4000, size=40)  # a context with more than 32 followers
+    work[0, 40:] = 3
+    work[0, 41::2] = rng.integers(0, 4000, size=40)
+    for contexts_max in (1 << 20, 40):
+        python = History(4096, orders, contexts_max)
+        compiled = CompiledHistory(4096, orders, contexts_max)
+        for t in range(work.shape[1]):
+            live = list(range(7 - t % 3))  # lanes drop out, as the last segment does
+            before = work[live, max(0, t - python.longest) : t]
+            ctx_p, ctx_c = python.contexts(before.tolist()), compiled.contexts(before)
+            assert _same(python.predict(live, ctx_p), compiled.predict(live, ctx_c))
+            python.learn(ctx_p, work[live, t].tolist())
+            compiled.learn(ctx_c, work[live, t].tolist())
+        segments = [s.tolist() for s in work[:, :90]] + [work[1, :33].tolist()]
+        got = replay(CompiledHistory(4096, orders, contexts_max), segments)
+        for p, q in zip(replay(History(4096, orders, contexts_max), segments), got, strict=True):
+            assert _same(p, q)

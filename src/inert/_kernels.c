@@ -613,6 +613,314 @@ static PyObject *py_mixed_find(PyObject *self, PyObject *args)
     return result;
 }
 
+/* ---------------------------------------------------------------- the work's history
+ * history.History's tables in C (history.py says what they hold and how they learn): per
+ * order, context (its last `order` tokens) -> [seen, top count] and its followers with their
+ * counts, in the order they first came. Contexts are kept in insertion order, found through
+ * an open-addressing hash table of their tokens; an order that holds contexts_max of them
+ * and meets a new one starts afresh, as the Python tables do. */
+typedef struct {
+    int order;
+    Py_ssize_t count, capacity; /* contexts held; entries allocated */
+    int32_t *keys;              /* (capacity, order) tokens */
+    int32_t *seen, *top;        /* (capacity,) */
+    int32_t *nfollowers;        /* (capacity,) */
+    int32_t *followers;         /* (capacity, FOLLOWERS, 2): token, count */
+    Py_ssize_t slots;           /* hash slots: a power of two, at least twice count */
+    int64_t *slot;              /* entry + 1, or 0 for an empty slot */
+} OrderTable;
+
+typedef struct {
+    int orders, followers_max;
+    Py_ssize_t contexts_max;
+    OrderTable *table;
+} HistoryTables;
+
+#define FIRST_SLOTS 1024
+
+static uint64_t key_hash(const int64_t *tokens, int order)
+{
+    uint64_t h = 0x9E3779B97F4A7C15ULL;
+    for (int i = 0; i < order; i++) {
+        h ^= (uint64_t)tokens[i];
+        h *= 0xBF58476D1CE4E5B9ULL;
+        h ^= h >> 31;
+    }
+    return h;
+}
+
+static void order_free(OrderTable *t)
+{
+    free(t->keys), free(t->seen), free(t->top), free(t->nfollowers), free(t->followers);
+    free(t->slot);
+    int order = t->order;
+    memset(t, 0, sizeof *t);
+    t->order = order;
+}
+
+/* the entry of the context `tokens`, or -1 (and where it would go, in *empty) */
+static Py_ssize_t order_find(const OrderTable *t, const int64_t *tokens, Py_ssize_t *empty)
+{
+    if (!t->slots) {
+        *empty = -1;
+        return -1;
+    }
+    Py_ssize_t mask = t->slots - 1, i = (Py_ssize_t)(key_hash(tokens, t->order) & (uint64_t)mask);
+    for (;; i = (i + 1) & mask) {
+        int64_t e = t->slot[i] - 1;
+        if (e < 0) {
+            *empty = i;
+            return -1;
+        }
+        const int32_t *key = t->keys + e * t->order;
+        int same = 1;
+        for (int k = 0; k < t->order && same; k++)
+            same = key[k] == (int32_t)tokens[k];
+        if (same)
+            return e;
+    }
+}
+
+static int order_grow(OrderTable *t, int followers_max)
+{
+    if (t->count == t->capacity) { /* entries */
+        Py_ssize_t cap = t->capacity ? 2 * t->capacity : FIRST_SLOTS / 2;
+        int32_t *keys = realloc(t->keys, sizeof(int32_t) * (size_t)(cap * t->order));
+        if (keys)
+            t->keys = keys;
+        int32_t *seen = realloc(t->seen, sizeof(int32_t) * (size_t)cap);
+        if (seen)
+            t->seen = seen;
+        int32_t *top = realloc(t->top, sizeof(int32_t) * (size_t)cap);
+        if (top)
+            t->top = top;
+        int32_t *nf = realloc(t->nfollowers, sizeof(int32_t) * (size_t)cap);
+        if (nf)
+            t->nfollowers = nf;
+        int32_t *f = realloc(t->followers, sizeof(int32_t) * (size_t)(cap * followers_max * 2));
+        if (f)
+            t->followers = f;
+        if (!keys || !seen || !top || !nf || !f)
+            return -1;
+        t->capacity = cap;
+    }
+    if (2 * (t->count + 1) > t->slots) { /* slots: rehash into twice as many */
+        Py_ssize_t slots = t->slots ? 2 * t->slots : FIRST_SLOTS;
+        int64_t *slot = calloc((size_t)slots, sizeof(int64_t));
+        if (!slot)
+            return -1;
+        for (Py_ssize_t e = 0; e < t->count; e++) {
+            int64_t tokens[64];
+            for (int k = 0; k < t->order; k++)
+                tokens[k] = t->keys[e * t->order + k];
+            Py_ssize_t i = (Py_ssize_t)(key_hash(tokens, t->order) & (uint64_t)(slots - 1));
+            while (slot[i])
+                i = (i + 1) & (slots - 1);
+            slot[i] = e + 1;
+        }
+        free(t->slot);
+        t->slot = slot;
+        t->slots = slots;
+    }
+    return 0;
+}
+
+static void history_destroy(PyObject *capsule)
+{
+    HistoryTables *h = PyCapsule_GetPointer(capsule, "inert.history");
+    if (!h)
+        return;
+    for (int o = 0; o < h->orders; o++)
+        order_free(&h->table[o]);
+    free(h->table);
+    free(h);
+}
+
+static PyObject *py_history_new(PyObject *self, PyObject *args)
+{
+    Py_buffer orders;
+    Py_ssize_t contexts_max;
+    int followers_max;
+    if (!PyArg_ParseTuple(args, "y*ni", &orders, &contexts_max, &followers_max))
+        return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t n = orders.len / 8;
+    const int64_t *o = orders.buf;
+    int bad = n < 1 || contexts_max < 1 || followers_max < 1;
+    for (Py_ssize_t i = 0; i < n && !bad; i++)
+        bad = o[i] < 1 || o[i] > 64;
+    HistoryTables *h = NULL;
+    if (bad)
+        PyErr_SetString(PyExc_ValueError, "orders of 1 to 64 tokens, and positive bounds");
+    else if (!(h = calloc(1, sizeof *h)) || !(h->table = calloc((size_t)n, sizeof(OrderTable)))) {
+        free(h);
+        PyErr_NoMemory();
+    } else {
+        h->orders = (int)n, h->contexts_max = contexts_max, h->followers_max = followers_max;
+        for (Py_ssize_t i = 0; i < n; i++)
+            h->table[i].order = (int)o[i];
+        result = PyCapsule_New(h, "inert.history", history_destroy);
+        if (!result)
+            free(h->table), free(h);
+    }
+    PyBuffer_Release(&orders);
+    return result;
+}
+
+/* Growable output arrays of predict */
+typedef struct {
+    char *data;
+    Py_ssize_t len, cap, item;
+} Out;
+
+static int out_push(Out *o, const void *x)
+{
+    if (o->len == o->cap) {
+        Py_ssize_t cap = o->cap ? 2 * o->cap : 256;
+        char *d = realloc(o->data, (size_t)(cap * o->item));
+        if (!d)
+            return -1;
+        o->data = d, o->cap = cap;
+    }
+    memcpy(o->data + o->len * o->item, x, (size_t)o->item);
+    o->len++;
+    return 0;
+}
+
+/* history_predict(h, before (R, n) int64) -> (rows, seen, top, owner, tokens, counts, hits,
+ * entries): each order's predictions for the R rows (history.Predictions, orders one after
+ * the other; hits and entries: how many rows and entries each order has), from the last
+ * `order` of each row's n tokens (rows of fewer than `order` tokens have no context). */
+static PyObject *py_history_predict(PyObject *self, PyObject *args)
+{
+    PyObject *capsule;
+    Py_buffer before;
+    Py_ssize_t R, n;
+    if (!PyArg_ParseTuple(args, "Oy*nn", &capsule, &before, &R, &n))
+        return NULL;
+    HistoryTables *h = PyCapsule_GetPointer(capsule, "inert.history");
+    PyObject *result = NULL;
+    Out out[6] = {{0, 0, 0, 8}, {0, 0, 0, 8}, {0, 0, 0, 8}, {0, 0, 0, 4}, {0, 0, 0, 4}, {0, 0, 0, 8}};
+    Out hits = {0, 0, 0, 8}, entries = {0, 0, 0, 8};
+    int failed = 0;
+    if (!h)
+        failed = 1;
+    else if (R < 0 || n < 0 || before.len != R * n * 8) {
+        PyErr_SetString(PyExc_ValueError, "before is not (R, n) int64");
+        failed = 1;
+    } else {
+        const int64_t *b = before.buf;
+        for (int o = 0; o < h->orders && !failed; o++) {
+            const OrderTable *t = &h->table[o];
+            int64_t found = 0, given = 0;
+            if (t->order <= n)
+                for (Py_ssize_t r = 0; r < R && !failed; r++) {
+                    Py_ssize_t empty, e = order_find(t, b + r * n + n - t->order, &empty);
+                    if (e < 0)
+                        continue;
+                    int64_t row = r, seen = t->seen[e], top = t->top[e];
+                    int32_t owner = (int32_t)found;
+                    failed |= out_push(&out[0], &row) | out_push(&out[1], &seen) |
+                              out_push(&out[2], &top);
+                    const int32_t *f = t->followers + e * h->followers_max * 2;
+                    for (int k = 0; k < t->nfollowers[e]; k++) {
+                        int64_t count = f[2 * k + 1];
+                        failed |= out_push(&out[3], &owner) | out_push(&out[4], &f[2 * k]) |
+                                  out_push(&out[5], &count);
+                        given++;
+                    }
+                    found++;
+                }
+            failed |= out_push(&hits, &found) | out_push(&entries, &given);
+        }
+        if (failed)
+            PyErr_NoMemory();
+    }
+    if (!failed) { /* (y# of a NULL pointer would be None, not b"") */
+        Out *all[8] = {&out[0], &out[1], &out[2], &out[3], &out[4], &out[5], &hits, &entries};
+        result = PyTuple_New(8);
+        for (int i = 0; result && i < 8; i++) {
+            PyObject *b = PyBytes_FromStringAndSize(all[i]->data ? all[i]->data : "",
+                                                    all[i]->len * all[i]->item);
+            if (!b)
+                Py_CLEAR(result);
+            else
+                PyTuple_SET_ITEM(result, i, b);
+        }
+    }
+    for (int i = 0; i < 6; i++)
+        free(out[i].data);
+    free(hits.data), free(entries.data);
+    PyBuffer_Release(&before);
+    return result;
+}
+
+/* history_learn(h, before (R, n) int64, tokens (R,) int64): each row's token followed its
+ * contexts (history.History.learn: order after order, row after row) */
+static PyObject *py_history_learn(PyObject *self, PyObject *args)
+{
+    PyObject *capsule;
+    Py_buffer before, tokens;
+    Py_ssize_t R, n;
+    if (!PyArg_ParseTuple(args, "Oy*y*nn", &capsule, &before, &tokens, &R, &n))
+        return NULL;
+    HistoryTables *h = PyCapsule_GetPointer(capsule, "inert.history");
+    PyObject *result = NULL;
+    int failed = 0;
+    if (!h)
+        failed = 1;
+    else if (R < 0 || n < 0 || before.len != R * n * 8 || tokens.len != R * 8) {
+        PyErr_SetString(PyExc_ValueError, "before is not (R, n) int64, or tokens not (R,)");
+        failed = 1;
+    } else {
+        const int64_t *b = before.buf, *x = tokens.buf;
+        for (int o = 0; o < h->orders && !failed; o++) {
+            OrderTable *t = &h->table[o];
+            if (t->order > n)
+                continue;
+            for (Py_ssize_t r = 0; r < R; r++) {
+                const int64_t *ctx = b + r * n + n - t->order;
+                Py_ssize_t empty, e = order_find(t, ctx, &empty);
+                if (e < 0) {
+                    if (t->count == h->contexts_max)
+                        order_free(t); /* full: the order starts afresh */
+                    if (order_grow(t, h->followers_max)) {
+                        failed = 1;
+                        break;
+                    }
+                    order_find(t, ctx, &empty);
+                    e = t->count++;
+                    t->slot[empty] = e + 1;
+                    for (int k = 0; k < t->order; k++)
+                        t->keys[e * t->order + k] = (int32_t)ctx[k];
+                    t->seen[e] = t->top[e] = t->nfollowers[e] = 0;
+                }
+                int32_t *f = t->followers + e * h->followers_max * 2;
+                int k = 0;
+                while (k < t->nfollowers[e] && f[2 * k] != (int32_t)x[r])
+                    k++;
+                int32_t count = k < t->nfollowers[e] ? f[2 * k + 1] : 0;
+                if (count == 0 && t->nfollowers[e] == h->followers_max)
+                    continue; /* a context records its first followers only */
+                if (count == 0) {
+                    f[2 * k] = (int32_t)x[r];
+                    t->nfollowers[e]++;
+                }
+                f[2 * k + 1] = count + 1;
+                t->seen[e] += 1;
+                t->top[e] = t->top[e] > count + 1 ? t->top[e] : count + 1;
+            }
+        }
+        if (failed)
+            PyErr_NoMemory();
+        else
+            result = Py_NewRef(Py_None);
+    }
+    PyBuffer_Release(&before);
+    PyBuffer_Release(&tokens);
+    return result;
+}
+
 /* ---------------------------------------------------------------- RMS norm
  * exact.rms_norm's numpy arithmetic, row by row: amax = max |x|, unit = (amax or 1) / 2**20,
  * xi = rint(x / unit) as int64, s = sum xi*xi (exact), mean_sq = ((s / n) * unit) * unit,
@@ -1018,6 +1326,13 @@ static PyMethodDef methods[] = {
      "symbol of the coded table (history.mixed_cumulative of the model's inclusive running "
      "sum (V,) int64, the row's keep and its history entries, tokens ascending) whose "
      "interval holds target."},
+    {"history_new", py_history_new, METH_VARARGS,
+     "history_new(orders (k,) int64, contexts_max, followers_max) -> the history's tables."},
+    {"history_predict", py_history_predict, METH_VARARGS,
+     "history_predict(h, before, R, n) -> (rows, seen, top, owner, tokens, counts, hits, "
+     "entries) as bytes: every order's predictions for rows of n tokens before (R, n) int64."},
+    {"history_learn", py_history_learn, METH_VARARGS,
+     "history_learn(h, before, tokens, R, n): tokens (R,) int64 followed the rows' contexts."},
     {"rms_norm", py_rms_norm, METH_VARARGS,
      "rms_norm(x, gain, out, R, n, eps): out (R, n) float64 = exact.rms_norm(x, gain, eps)."},
     {"pack", py_pack, METH_VARARGS,

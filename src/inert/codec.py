@@ -35,6 +35,7 @@ from .history import (
     CONTEXTS_MAX_OF,
     GROUP,
     ORDERS_OF,
+    CompiledHistory,
     History,
     Predictions,
     Sparse,
@@ -229,8 +230,10 @@ def ahead(items: Iterator[T], depth: int = AHEAD) -> Iterator[T]:
 
 
 def new_history(vocab_size: int, codec: int) -> History:
-    """The empty history of the work's repeats that codec `codec` mixes in."""
-    return History(vocab_size, ORDERS_OF[codec], CONTEXTS_MAX_OF[codec])
+    """The empty history of the work's repeats that codec `codec` mixes in (compiled where
+    the kernels are built: the same predictions)."""
+    kind = History if exact.KERNELS is None else CompiledHistory
+    return kind(vocab_size, ORDERS_OF[codec], CONTEXTS_MAX_OF[codec])
 
 
 class LearnedMix:
@@ -664,7 +667,7 @@ def _decode_group(
         if history:
             if learned:
                 history.learn(*learned)
-            contexts = history.contexts(out[live, max(0, step - back) : step].tolist())
+            contexts = history.contexts(out[live, max(0, step - back) : step])
             predictions = history.predict(live, contexts)
         learned = weights.of(predictions) if weights else None
         if one_stream:
