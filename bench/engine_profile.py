@@ -29,28 +29,41 @@ from inert.store import open_blob
 OPERATIONS = {
     "integer products (kernel or BLAS)": [
         ("", "matmul_i16_i8"),
+        ("", "matmul_packed"),
+        ("", "linear_packed"),
         ("", "linear"),
         ("exact.py", "int_matmul"),
         ("", "matmul"),
     ],
     "logits -> frequency tables": [
         ("", "row_frequencies"),
+        ("", "frequencies_q"),
         ("engine.py", "_row_frequencies_1"),
         ("engine.py", "_row_frequencies_2"),
     ],
-    "attention (scores, softmax, mask)": [("engine.py", "_attend"), ("engine.py", "attention")],
+    "attention (scores, softmax, mask)": [
+        ("", "attend_one"),
+        ("engine.py", "_attend"),
+        ("engine.py", "attention"),
+    ],
     "exp / activations": [
         ("exact.py", "exp"),
         ("exact.py", "silu"),
         ("exact.py", "gelu_tanh"),
         ("exact.py", "tanh"),
+        ("", "glu"),
     ],
     "rms norms": [("exact.py", "rms_norm")],
     "quantize activations": [("exact.py", "quantize")],
     "rotary embeddings": [("engine.py", "rope")],
-    "range coder (constriction)": [("", "encode"), ("", "decode")],
-    "history of repeats (codec 2)": [("history.py", "")],
+    "range coder": [("", "encode"), ("", "decode"), ("rangecoder.py", ""), ("", "mixed_find")],
+    "history of repeats (codecs 2, 4, 5)": [
+        ("history.py", ""),
+        ("", "history_predict"),
+        ("", "history_learn"),
+    ],
     "waiting for engine threads": [("", "acquire")],
+    "packing the matrices (once a run)": [("", "pack")],
     "tokenizer": [("tokens.py", ""), ("", "encode_batch"), ("", "from_buffer")],
 }
 

@@ -202,8 +202,9 @@ FAMILY_SHAPES = {
 
 @pytest.mark.parametrize("family", FAMILY_SHAPES)
 def test_the_compiled_one_token_steps_are_numpy_s(family: str, tmp_path: Path, monkeypatch) -> None:
-    """Lockstep decoding's one-token steps (the compiled attention and MLP activation) make
-    numpy's tables to the bit, and the prefill's, in every family."""
+    """Lockstep decoding's one-token steps (the compiled attention over the paired cache, on
+    each vector path, and the MLP activation) make numpy's tables to the bit, and the
+    prefill's, in every family; an odd context length too."""
     if exact.KERNELS is None:
         pytest.skip("inert._kernels was not built (no C compiler at install)")
     from tinymodel import tiny_model_bytes
@@ -211,16 +212,23 @@ def test_the_compiled_one_token_steps_are_numpy_s(family: str, tmp_path: Path, m
     path = tmp_path / f"{family}.blob"
     path.write_bytes(tiny_model_bytes(seed=4, max_seq_len=40, **FAMILY_SHAPES[family]))
     model = read_model(path)
-    batch = np.random.default_rng(2).integers(0, model.config.vocab_size, size=(3, 40))
+    n = 39
+    batch = np.random.default_rng(2).integers(0, model.config.vocab_size, size=(3, n))
 
     def steps(engine: Engine) -> np.ndarray:
-        cache = engine.new_cache(3, 40)
+        cache = engine.new_cache(3, n)
         first = engine.frequencies(batch[:, :5], cache, codec=3)
-        rest = [engine.frequencies(batch[:, i : i + 1], cache, codec=3) for i in range(5, 40)]
+        rest = [engine.frequencies(batch[:, i : i + 1], cache, codec=3) for i in range(5, n)]
         return np.concatenate([first, *rest], axis=1)
 
     compiled = steps(Engine(model))
-    prefill = Engine(model).frequencies(batch, Engine(model).new_cache(3, 40), codec=3)
+    try:
+        exact.KERNELS.set_path(0)  # plain C: the products and the attention without vectors
+        plain = steps(Engine(model))
+    finally:
+        exact.KERNELS.set_path(-1)
+    prefill = Engine(model).frequencies(batch, Engine(model).new_cache(3, n), codec=3)
     monkeypatch.setattr(exact, "KERNELS", None)
-    assert np.array_equal(compiled, steps(Engine(model)))
+    numpy_steps = steps(Engine(model))
+    assert np.array_equal(compiled, numpy_steps) and np.array_equal(plain, numpy_steps)
     assert np.array_equal(compiled, prefill)

@@ -1069,12 +1069,98 @@ static double quantize_row(const double *x, int16_t *q, Py_ssize_t n)
 /* One query position of engine.attention for a batch of B sequences, in its arithmetic:
  * q (B, H, hd), k and v (B, n_kv, hd) after their projections; rotate q and k by the
  * position's cos/sin, quantize q, k and v per head, write k and v into the layer's cache at
- * `pos` (k (B, n_kv, hd, L) and v (B, n_kv, L, hd) int16, their scales (B, n_kv, L)), then
- * attend over the cached positions first..pos (engine._attend) into out (B, H * hd). */
+ * `pos`, then attend over the cached positions first..pos (engine._attend) into
+ * out (B, H * hd).
+ *
+ * The cache is paired for the vector unit's 16-bit multiply-adds (engine.Cache, paired):
+ * keys (B, n_kv, hd/2, L, 2), each key's dimensions 2d and 2d + 1 side by side; values
+ * (B, n_kv, L/2, hd, 2), positions 2i and 2i + 1 side by side; scales (B, n_kv, L). One
+ * pmaddwd then adds two products of 16-bit integers, at most 2 * 32767**2 < 2**31, into
+ * int32, which is widened to float64 before the next is added: every sum is the exact
+ * integer (< 2**53), as numpy's float64 products make it. */
 typedef struct {
     Py_ssize_t B, H, n_kv, hd, L, pos, first;
     double score_scale;
 } Step;
+
+/* scores[j] = sum over d of q[d] * key j's d, keys first..first+S-1 (exact integers) */
+static void scores_plain(const int16_t *q, const int16_t *kh, Py_ssize_t hd, Py_ssize_t L,
+                         Py_ssize_t first, Py_ssize_t S, double *scores)
+{
+    for (Py_ssize_t j = 0; j < S; j++) {
+        double sum = 0.0;
+        for (Py_ssize_t p = 0; p < hd / 2; p++) {
+            const int16_t *pair = kh + (p * L + first + j) * 2;
+            sum += (double)((int32_t)q[2 * p] * pair[0] + (int32_t)q[2 * p + 1] * pair[1]);
+        }
+        scores[j] = sum;
+    }
+}
+
+/* sums[d] = sum over j of w[j] * value j's d, for the key pairs a/2 .. (a + n)/2 (w (n,)
+ * from an even position a, 0 past the keys) */
+static void values_plain(const int16_t *w, const int16_t *vh, Py_ssize_t hd, Py_ssize_t a,
+                         Py_ssize_t n, double *sums)
+{
+    for (Py_ssize_t d = 0; d < hd; d++)
+        sums[d] = 0.0;
+    for (Py_ssize_t i = 0; i < n / 2; i++) {
+        const int16_t *pairs = vh + ((a / 2 + i) * hd) * 2;
+        for (Py_ssize_t d = 0; d < hd; d++)
+            sums[d] += (double)((int32_t)w[2 * i] * pairs[2 * d] +
+                                (int32_t)w[2 * i + 1] * pairs[2 * d + 1]);
+    }
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target("avx512f,avx512bw"))) static void
+scores_avx512(const int16_t *q, const int16_t *kh, Py_ssize_t hd, Py_ssize_t L,
+              Py_ssize_t first, Py_ssize_t S, double *scores)
+{
+    const int32_t *q32 = (const int32_t *)q; /* q's dimension pairs */
+    Py_ssize_t j = 0;
+    for (; j + 16 <= S; j += 16) {
+        __m512d lo = _mm512_setzero_pd(), hi = lo;
+        for (Py_ssize_t p = 0; p < hd / 2; p++) {
+            __m512i keys = _mm512_loadu_si512((const void *)(kh + (p * L + first + j) * 2));
+            __m512i sum = _mm512_madd_epi16(keys, _mm512_set1_epi32(q32[p]));
+            lo = _mm512_add_pd(lo, _mm512_cvtepi32_pd(_mm512_castsi512_si256(sum)));
+            hi = _mm512_add_pd(hi, _mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(sum, 1)));
+        }
+        _mm512_storeu_pd(scores + j, lo);
+        _mm512_storeu_pd(scores + j + 8, hi);
+    }
+    if (j < S)
+        scores_plain(q, kh, hd, L, first + j, S - j, scores + j);
+}
+
+__attribute__((target("avx512f,avx512bw"))) static void
+values_avx512(const int16_t *w, const int16_t *vh, Py_ssize_t hd, Py_ssize_t a, Py_ssize_t n,
+              double *sums)
+{
+    const int32_t *w32 = (const int32_t *)w; /* the weights of position pairs */
+    Py_ssize_t d = 0;
+    for (; d + 16 <= hd; d += 16) {
+        __m512d lo = _mm512_setzero_pd(), hi = lo;
+        for (Py_ssize_t i = 0; i < n / 2; i++) {
+            __m512i vals = _mm512_loadu_si512((const void *)(vh + ((a / 2 + i) * hd + d) * 2));
+            __m512i sum = _mm512_madd_epi16(vals, _mm512_set1_epi32(w32[i]));
+            lo = _mm512_add_pd(lo, _mm512_cvtepi32_pd(_mm512_castsi512_si256(sum)));
+            hi = _mm512_add_pd(hi, _mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(sum, 1)));
+        }
+        _mm512_storeu_pd(sums + d, lo);
+        _mm512_storeu_pd(sums + d + 8, hi);
+    }
+    for (; d < hd; d++) { /* a head size not a multiple of 16 */
+        double sum = 0.0;
+        for (Py_ssize_t i = 0; i < n / 2; i++) {
+            const int16_t *pair = vh + ((a / 2 + i) * hd + d) * 2;
+            sum += (double)((int32_t)w[2 * i] * pair[0] + (int32_t)w[2 * i + 1] * pair[1]);
+        }
+        sums[d] = sum;
+    }
+}
+#endif
 
 WIDEST static int attend_one(const Step *st, const double *q, const double *k, const double *v,
                              const float *cos, const float *sin, int16_t *kc, double *ks,
@@ -1082,16 +1168,26 @@ WIDEST static int attend_one(const Step *st, const double *q, const double *k, c
 {
     Py_ssize_t H = st->H, n_kv = st->n_kv, hd = st->hd, L = st->L, pos = st->pos;
     Py_ssize_t first = st->first, S = pos + 1 - first, g = H / n_kv;
+    Py_ssize_t even = first & ~(Py_ssize_t)1, pairs = (pos + 2 - even) & ~(Py_ssize_t)1;
+    int wide = forced_path < 0 || forced_path >= 2 ? best_path() >= 2 : 0;
+    void (*scores_of)(const int16_t *, const int16_t *, Py_ssize_t, Py_ssize_t, Py_ssize_t,
+                      Py_ssize_t, double *) = scores_plain;
+    void (*values_of)(const int16_t *, const int16_t *, Py_ssize_t, Py_ssize_t, Py_ssize_t,
+                      double *) = values_plain;
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (wide)
+        scores_of = scores_avx512, values_of = values_avx512;
+#endif
     int failed = 0;
 #pragma omp parallel num_threads(threads) reduction(| : failed) if (threads > 1)
     {
         double *row = malloc(sizeof(double) * (size_t)(hd + 2 * S + hd + H));
-        int16_t *q16 = malloc(sizeof(int16_t) * (size_t)(H * hd + S + hd));
+        int16_t *q16 = malloc(sizeof(int16_t) * (size_t)(H * hd + pairs + 2 + hd));
         if (!row || !q16)
             failed = 1;
         else {
             double *acc = row + hd, *weights = acc + S, *sums = weights + S, *qs = sums + hd;
-            int16_t *wq = q16 + H * hd, *k16 = wq + S;
+            int16_t *wq = q16 + H * hd, *k16 = wq + pairs + 2;
 #pragma omp for schedule(static)
             for (Py_ssize_t b = 0; b < st->B; b++) {
                 for (Py_ssize_t h = 0; h < H; h++) {
@@ -1104,21 +1200,15 @@ WIDEST static int attend_one(const Step *st, const double *q, const double *k, c
                     const double *kscale = ks + at * L + first, *vscale = vs + at * L + first;
                     rotate(k + at * hd, cos, sin, row, hd);
                     ks[at * L + pos] = quantize_row(row, k16, hd);
-                    for (Py_ssize_t d = 0; d < hd; d++)
-                        kh[d * L + pos] = k16[d];
-                    vs[at * L + pos] = quantize_row(v + at * hd, vh + pos * hd, hd);
+                    for (Py_ssize_t d = 0; d < hd; d++) /* key pos: dimension pairs */
+                        kh[((d / 2) * L + pos) * 2 + d % 2] = k16[d];
+                    vs[at * L + pos] = quantize_row(v + at * hd, k16, hd);
+                    for (Py_ssize_t d = 0; d < hd; d++) /* value pos: beside pos ^ 1 */
+                        vh[((pos / 2) * hd + d) * 2 + pos % 2] = k16[d];
                     for (Py_ssize_t gi = 0; gi < g; gi++) {
                         Py_ssize_t head = h * g + gi;
-                        const int16_t *qh = q16 + head * hd;
                         /* scores: exact integer dot products (< 2**38), then the scales */
-                        for (Py_ssize_t s = 0; s < S; s++)
-                            acc[s] = 0.0;
-                        for (Py_ssize_t d = 0; d < hd; d++) {
-                            double qd = (double)qh[d];
-                            const int16_t *kd = kh + d * L + first;
-                            for (Py_ssize_t s = 0; s < S; s++)
-                                acc[s] += qd * (double)kd[s];
-                        }
+                        scores_of(q16 + head * hd, kh, hd, L, first, S, acc);
                         double top = -INFINITY;
                         for (Py_ssize_t s = 0; s < S; s++) {
                             acc[s] = ((acc[s] * qs[head]) * kscale[s]) * st->score_scale;
@@ -1130,15 +1220,13 @@ WIDEST static int attend_one(const Step *st, const double *q, const double *k, c
                             total += w;
                             weights[s] = w * vscale[s];
                         }
-                        double wscale = quantize_row(weights, wq, S);
-                        for (Py_ssize_t d = 0; d < hd; d++)
-                            sums[d] = 0.0;
-                        for (Py_ssize_t s = 0; s < S; s++) { /* exact integer sums (< 2**46) */
-                            double w = (double)wq[s];
-                            const int16_t *vrow = vh + (first + s) * hd;
-                            for (Py_ssize_t d = 0; d < hd; d++)
-                                sums[d] += w * (double)vrow[d];
-                        }
+                        /* the 16-bit weights from the even position before first: 0 where
+                         * no key is */
+                        double wscale = quantize_row(weights, wq + (first - even), S);
+                        wq[0] = first > even ? 0 : wq[0];
+                        if ((pos + 1 - even) % 2)
+                            wq[pairs - 1] = 0;
+                        values_of(wq, vh, hd, even, pairs, sums);
                         double *o = out + (b * H + head) * hd;
                         for (Py_ssize_t d = 0; d < hd; d++)
                             o[d] = (sums[d] * wscale) / total;
@@ -1163,8 +1251,8 @@ static PyObject *py_attend_one(PyObject *self, PyObject *args)
         return NULL;
     PyObject *result = NULL;
     Py_ssize_t B = st.B, H = st.H, n_kv = st.n_kv, hd = st.hd, L = st.L;
-    if (B < 0 || n_kv < 1 || H % n_kv || hd < 2 || hd % 2 || st.pos >= L || st.first < 0 ||
-        st.first > st.pos || threads < 1)
+    if (B < 0 || n_kv < 1 || H % n_kv || hd < 2 || hd % 2 || L % 2 || st.pos >= L ||
+        st.first < 0 || st.first > st.pos || threads < 1)
         PyErr_SetString(PyExc_ValueError, "bad heads, head size or positions");
     else if (q.len != B * H * hd * 8 || k.len != B * n_kv * hd * 8 || v.len != k.len ||
              cos.len != hd / 2 * 4 || sin.len != cos.len || kc.len != B * n_kv * hd * L * 2 ||
@@ -1350,7 +1438,8 @@ static PyMethodDef methods[] = {
     {"attend_one", py_attend_one, METH_VARARGS,
      "attend_one(q, k, v, cos, sin, k_cache, k_scale, v_cache, v_scale, out, B, H, n_kv, hd, "
      "L, pos, first, score_scale, threads): one query position of engine.attention (rope, quantize, "
-     "cache write, attention over positions first..pos) into out (B, H * hd)."},
+     "cache write, attention over positions first..pos) into out (B, H * hd); the cache paired "
+     "(engine.Cache)."},
     {NULL, NULL, 0, NULL},
 };
 

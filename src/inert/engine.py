@@ -79,7 +79,11 @@ class Cache:
     """Quantized keys and values of every layer for a batch of B sequences of up to L tokens.
 
     Laid out for the products that read them: a (hd, S) or (S, hd) slice is a BLAS matrix
-    once widened to float64 (the visible part, per product).
+    once widened to float64 (the visible part, per product). `paired` (the compiled
+    one-token attention's): int16 keys (B, n_kv, hd/2, L, 2), a key's dimensions 2d and
+    2d + 1 side by side, and values (B, n_kv, L/2, hd, 2), positions 2i and 2i + 1 side by
+    side (L even), so that one 16-bit multiply-add takes two products; `keys` and
+    `values` read either layout as (B, n_kv, hd, S) and (B, n_kv, S, hd).
     """
 
     k: list[np.ndarray]  # int16, or int16 values in float64 (B, n_kv, hd, L)
@@ -87,6 +91,7 @@ class Cache:
     v: list[np.ndarray]  # int16, or int16 values in float64 (B, n_kv, L, hd)
     v_scale: list[np.ndarray]  # (B, n_kv, L)
     length: int = 0  # positions filled so far
+    paired: bool = False
 
     def rows(self, a: int, b: int) -> Cache:
         """Sequences a..b-1 of the batch: views, so filling them fills this cache."""
@@ -96,7 +101,48 @@ class Cache:
             [v[a:b] for v in self.v],
             [s[a:b] for s in self.v_scale],
             self.length,
+            self.paired,
         )
+
+    def put(self, layer: int, start: int, k: Any, ks: Any, v: Any, vs: Any) -> None:
+        """Positions start.. of keys k and values v (B, T, n_kv, hd), exact integers, and
+        their scales (B, T, n_kv)."""
+        order, end = exact.namespace(k).permute_dims, start + k.shape[1]
+        self.k_scale[layer][..., start:end] = order(ks, (0, 2, 1))
+        self.v_scale[layer][..., start:end] = order(vs, (0, 2, 1))
+        if not self.paired:
+            self.k[layer][..., start:end] = order(k, (0, 2, 3, 1))
+            self.v[layer][:, :, start:end] = order(v, (0, 2, 1, 3))
+            return
+        B, T, n_kv, hd = k.shape
+        pairs = order(k.reshape(B, T, n_kv, hd // 2, 2), (0, 2, 3, 1, 4))
+        self.k[layer][:, :, :, start:end] = pairs
+        for parity in (0, 1):  # positions beside their pair's other one
+            p = start + (parity - start) % 2  # the first of this parity
+            if p < end:
+                at = slice(p // 2, (end - 1 - parity) // 2 + 1)
+                self.v[layer][:, :, at, :, parity] = order(v[:, p - start :: 2], (0, 2, 1, 3))
+
+    def keys(self, layer: int, a: int, b: int) -> Any:
+        """Positions a..b-1 of the keys, (B, n_kv, hd, S) float64."""
+        k = self.k[layer]
+        xp = exact.namespace(k)
+        if not self.paired:
+            return xp.astype(k[..., a:b], xp.float64, copy=False)
+        B, n_kv, half = k.shape[:3]
+        rows = xp.permute_dims(k[:, :, :, a:b], (0, 1, 2, 4, 3))
+        return xp.astype(xp.reshape(rows, (B, n_kv, 2 * half, b - a)), xp.float64)
+
+    def values(self, layer: int, a: int, b: int) -> Any:
+        """Positions a..b-1 of the values, (B, n_kv, S, hd) float64."""
+        v = self.v[layer]
+        xp = exact.namespace(v)
+        if not self.paired:
+            return xp.astype(v[:, :, a:b], xp.float64, copy=False)
+        B, n_kv, _, hd = v.shape[:4]
+        pairs = xp.permute_dims(v[:, :, a // 2 : (b + 1) // 2], (0, 1, 2, 4, 3))
+        rows = xp.reshape(pairs, (B, n_kv, -1, hd))
+        return xp.astype(rows[:, :, a % 2 : a % 2 + b - a], xp.float64)
 
 
 BACKENDS = ("numpy", "torch")
@@ -196,16 +242,23 @@ class Engine:
         if max_len > c.max_seq_len:
             raise ValueError(f"context of {max_len} tokens exceeds the model's {c.max_seq_len}")
         heads, n, xp, dev = (batch, c.n_kv_heads), c.n_layers, self.xp, self.device
-        k, v = (*heads, c.head_dim, max_len), (*heads, max_len, c.head_dim)
+        paired = self._step_kernel  # the compiled attention's layout, in int16
+        if paired:
+            max_len += max_len % 2
+            hd = c.head_dim
+            k, v = (*heads, hd // 2, max_len, 2), (*heads, max_len // 2, hd, 2)
+        else:
+            k, v = (*heads, c.head_dim, max_len), (*heads, max_len, c.head_dim)
         # the 16-bit integers, held as float64 where that is small: the products read them
         # as they are instead of widening the visible part at every step (the same values)
-        wide = 2 * n * math.prod(k) * 8 <= WIDE_CACHE_BYTES and not self._step_kernel
+        wide = 2 * n * math.prod(k) * 8 <= WIDE_CACHE_BYTES and not paired
         kind = xp.float64 if wide else xp.int16
         return Cache(
             [xp.zeros(k, dtype=kind, device=dev) for _ in range(n)],
             [xp.zeros((*heads, max_len), dtype=xp.float64, device=dev) for _ in range(n)],
             [xp.zeros(v, dtype=kind, device=dev) for _ in range(n)],
             [xp.zeros((*heads, max_len), dtype=xp.float64, device=dev) for _ in range(n)],
+            paired=paired,
         )
 
     def _empty(self, shape: tuple[int, ...], dtype: object = None) -> Any:
@@ -243,13 +296,13 @@ class Engine:
         c, spec = self.config, self.config.layers[layer]
         B, T, _ = x.shape
         hd, n_kv, group = c.head_dim, c.n_kv_heads, c.n_heads // c.n_kv_heads
-        start, end = cache.length, cache.length + T
+        start = cache.length
         qkv = self.linear(x, f"layers.{layer}.wqkv", threads)  # (B, T, (H + 2 n_kv) hd)
         nq, nk = c.n_heads * hd, n_kv * hd
         q = self.projection(qkv[..., :nq], layer, "q", c.n_heads)
         k = self.projection(qkv[..., nq : nq + nk], layer, "k", n_kv)
         v = self.projection(qkv[..., nq + nk :], layer, "v", n_kv)
-        if T == 1 and self._step_kernel and cache.k[layer].dtype == np.int16:
+        if T == 1 and self._step_kernel and cache.paired:
             return self.linear(
                 self._attend_one(q, k, v, layer, cache, threads), f"layers.{layer}.wo", threads
             )
@@ -257,11 +310,8 @@ class Engine:
         qq, qs = exact.quantize(q)  # (B, T, H, hd), (B, T, H)
         kq, ks = exact.quantize(k)  # (B, T, n_kv, hd), (B, T, n_kv)
         vq, vs = exact.quantize(v)
-        xp, f64, order = self.xp, self.xp.float64, self.xp.permute_dims
-        cache.k[layer][..., start:end] = order(kq, (0, 2, 3, 1))  # exact integers (int16 values)
-        cache.k_scale[layer][..., start:end] = order(ks, (0, 2, 1))
-        cache.v[layer][:, :, start:end] = order(vq, (0, 2, 1, 3))
-        cache.v_scale[layer][..., start:end] = order(vs, (0, 2, 1))
+        order = self.xp.permute_dims
+        cache.put(layer, start, kq, ks, vq, vs)  # exact integers (int16 values)
 
         qg = order(qq.reshape(B, T, n_kv, group, hd), (0, 2, 3, 1, 4))  # (B, n_kv, g, T, hd)
         qsg = order(qs.reshape(B, T, n_kv, group), (0, 2, 3, 1))  # (B, n_kv, g, T)
@@ -275,9 +325,9 @@ class Engine:
             out[..., a:b, :] = self._attend(
                 qg[..., a:b, :],
                 qsg[..., a:b],
-                xp.astype(cache.k[layer][..., first:seen], f64, copy=False),
+                cache.keys(layer, first, seen),
                 cache.k_scale[layer][..., first:seen],
-                xp.astype(cache.v[layer][:, :, first:seen], f64, copy=False),
+                cache.values(layer, first, seen),
                 cache.v_scale[layer][..., first:seen],
                 start + a,
                 first,
@@ -308,7 +358,7 @@ class Engine:
             c.n_heads,
             c.n_kv_heads,
             c.head_dim,
-            cache.k[layer].shape[-1],
+            cache.k[layer].shape[-2],
             pos,
             first,
             float(self.score_scale),
