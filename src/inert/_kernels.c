@@ -1083,81 +1083,108 @@ typedef struct {
     double score_scale;
 } Step;
 
-/* scores[j] = sum over d of q[d] * key j's d, keys first..first+S-1 (exact integers) */
-static void scores_plain(const int16_t *q, const int16_t *kh, Py_ssize_t hd, Py_ssize_t L,
-                         Py_ssize_t first, Py_ssize_t S, double *scores)
+/* scores[h][j] = sum over d of q[h][d] * key j's d for the G query heads q (G, hd) of one
+ * kv head, keys first..first+S-1 (exact integers); each key is read once for all G */
+static void scores_plain(const int16_t *q, int G, const int16_t *kh, Py_ssize_t hd,
+                         Py_ssize_t L, Py_ssize_t first, Py_ssize_t S, double *scores)
 {
-    for (Py_ssize_t j = 0; j < S; j++) {
-        double sum = 0.0;
-        for (Py_ssize_t p = 0; p < hd / 2; p++) {
-            const int16_t *pair = kh + (p * L + first + j) * 2;
-            sum += (double)((int32_t)q[2 * p] * pair[0] + (int32_t)q[2 * p + 1] * pair[1]);
+    for (int h = 0; h < G; h++)
+        for (Py_ssize_t j = 0; j < S; j++) {
+            double sum = 0.0;
+            for (Py_ssize_t p = 0; p < hd / 2; p++) {
+                const int16_t *pair = kh + (p * L + first + j) * 2;
+                sum += (double)((int32_t)q[h * hd + 2 * p] * pair[0] +
+                                (int32_t)q[h * hd + 2 * p + 1] * pair[1]);
+            }
+            scores[h * S + j] = sum;
         }
-        scores[j] = sum;
-    }
 }
 
-/* sums[d] = sum over j of w[j] * value j's d, for the key pairs a/2 .. (a + n)/2 (w (n,)
- * from an even position a, 0 past the keys) */
-static void values_plain(const int16_t *w, const int16_t *vh, Py_ssize_t hd, Py_ssize_t a,
-                         Py_ssize_t n, double *sums)
+/* sums[h][d] = sum over j of w[h][j] * value j's d, for the key pairs a/2 .. (a + n)/2 (w
+ * (G, n) from an even position a, 0 past the keys) */
+static void values_plain(const int16_t *w, int G, const int16_t *vh, Py_ssize_t hd,
+                         Py_ssize_t a, Py_ssize_t n, double *sums)
 {
-    for (Py_ssize_t d = 0; d < hd; d++)
-        sums[d] = 0.0;
-    for (Py_ssize_t i = 0; i < n / 2; i++) {
-        const int16_t *pairs = vh + ((a / 2 + i) * hd) * 2;
-        for (Py_ssize_t d = 0; d < hd; d++)
-            sums[d] += (double)((int32_t)w[2 * i] * pairs[2 * d] +
-                                (int32_t)w[2 * i + 1] * pairs[2 * d + 1]);
-    }
+    for (int h = 0; h < G; h++)
+        for (Py_ssize_t d = 0; d < hd; d++) {
+            double sum = 0.0;
+            for (Py_ssize_t i = 0; i < n / 2; i++) {
+                const int16_t *pair = vh + ((a / 2 + i) * hd + d) * 2;
+                sum += (double)((int32_t)w[h * n + 2 * i] * pair[0] +
+                                (int32_t)w[h * n + 2 * i + 1] * pair[1]);
+            }
+            sums[h * hd + d] = sum;
+        }
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
+#define HEADS 4 /* query heads sharing one pass over a kv head's keys or values */
+
 __attribute__((target("avx512f,avx512bw"))) static void
-scores_avx512(const int16_t *q, const int16_t *kh, Py_ssize_t hd, Py_ssize_t L,
+scores_avx512(const int16_t *q, int G, const int16_t *kh, Py_ssize_t hd, Py_ssize_t L,
               Py_ssize_t first, Py_ssize_t S, double *scores)
 {
-    const int32_t *q32 = (const int32_t *)q; /* q's dimension pairs */
-    Py_ssize_t j = 0;
-    for (; j + 16 <= S; j += 16) {
-        __m512d lo = _mm512_setzero_pd(), hi = lo;
-        for (Py_ssize_t p = 0; p < hd / 2; p++) {
-            __m512i keys = _mm512_loadu_si512((const void *)(kh + (p * L + first + j) * 2));
-            __m512i sum = _mm512_madd_epi16(keys, _mm512_set1_epi32(q32[p]));
-            lo = _mm512_add_pd(lo, _mm512_cvtepi32_pd(_mm512_castsi512_si256(sum)));
-            hi = _mm512_add_pd(hi, _mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(sum, 1)));
+    for (int h0 = 0; h0 < G; h0 += HEADS) {
+        int n = G - h0 < HEADS ? G - h0 : HEADS;
+        const int32_t *q32 = (const int32_t *)(q + h0 * hd); /* dimension pairs, by head */
+        Py_ssize_t j = 0;
+        for (; j + 16 <= S; j += 16) {
+            __m512d lo[HEADS], hi[HEADS];
+            for (int h = 0; h < HEADS; h++)
+                lo[h] = hi[h] = _mm512_setzero_pd();
+            for (Py_ssize_t p = 0; p < hd / 2; p++) {
+                __m512i keys = _mm512_loadu_si512((const void *)(kh + (p * L + first + j) * 2));
+                for (int h = 0; h < n; h++) {
+                    __m512i sum = _mm512_madd_epi16(keys, _mm512_set1_epi32(q32[h * hd / 2 + p]));
+                    lo[h] = _mm512_add_pd(lo[h], _mm512_cvtepi32_pd(_mm512_castsi512_si256(sum)));
+                    hi[h] = _mm512_add_pd(hi[h],
+                                          _mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(sum, 1)));
+                }
+            }
+            for (int h = 0; h < n; h++) {
+                _mm512_storeu_pd(scores + (h0 + h) * S + j, lo[h]);
+                _mm512_storeu_pd(scores + (h0 + h) * S + j + 8, hi[h]);
+            }
         }
-        _mm512_storeu_pd(scores + j, lo);
-        _mm512_storeu_pd(scores + j + 8, hi);
+        if (j < S) { /* the last keys, one at a time */
+            double tail[HEADS * 16];
+            scores_plain(q + h0 * hd, n, kh, hd, L, first + j, S - j, tail);
+            for (int h = 0; h < n; h++)
+                for (Py_ssize_t t = 0; t < S - j; t++)
+                    scores[(h0 + h) * S + j + t] = tail[h * (S - j) + t];
+        }
     }
-    if (j < S)
-        scores_plain(q, kh, hd, L, first + j, S - j, scores + j);
 }
 
 __attribute__((target("avx512f,avx512bw"))) static void
-values_avx512(const int16_t *w, const int16_t *vh, Py_ssize_t hd, Py_ssize_t a, Py_ssize_t n,
-              double *sums)
+values_avx512(const int16_t *w, int G, const int16_t *vh, Py_ssize_t hd, Py_ssize_t a,
+              Py_ssize_t n, double *sums)
 {
-    const int32_t *w32 = (const int32_t *)w; /* the weights of position pairs */
-    Py_ssize_t d = 0;
-    for (; d + 16 <= hd; d += 16) {
-        __m512d lo = _mm512_setzero_pd(), hi = lo;
-        for (Py_ssize_t i = 0; i < n / 2; i++) {
-            __m512i vals = _mm512_loadu_si512((const void *)(vh + ((a / 2 + i) * hd + d) * 2));
-            __m512i sum = _mm512_madd_epi16(vals, _mm512_set1_epi32(w32[i]));
-            lo = _mm512_add_pd(lo, _mm512_cvtepi32_pd(_mm512_castsi512_si256(sum)));
-            hi = _mm512_add_pd(hi, _mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(sum, 1)));
-        }
-        _mm512_storeu_pd(sums + d, lo);
-        _mm512_storeu_pd(sums + d + 8, hi);
+    if (hd % 16) {
+        values_plain(w, G, vh, hd, a, n, sums);
+        return;
     }
-    for (; d < hd; d++) { /* a head size not a multiple of 16 */
-        double sum = 0.0;
-        for (Py_ssize_t i = 0; i < n / 2; i++) {
-            const int16_t *pair = vh + ((a / 2 + i) * hd + d) * 2;
-            sum += (double)((int32_t)w[2 * i] * pair[0] + (int32_t)w[2 * i + 1] * pair[1]);
+    for (int h0 = 0; h0 < G; h0 += HEADS) {
+        int heads = G - h0 < HEADS ? G - h0 : HEADS;
+        const int32_t *w32 = (const int32_t *)(w + h0 * n); /* weights of position pairs */
+        for (Py_ssize_t d = 0; d < hd; d += 16) {
+            __m512d lo[HEADS], hi[HEADS];
+            for (int h = 0; h < HEADS; h++)
+                lo[h] = hi[h] = _mm512_setzero_pd();
+            for (Py_ssize_t i = 0; i < n / 2; i++) {
+                __m512i vals = _mm512_loadu_si512((const void *)(vh + ((a / 2 + i) * hd + d) * 2));
+                for (int h = 0; h < heads; h++) {
+                    __m512i sum = _mm512_madd_epi16(vals, _mm512_set1_epi32(w32[h * n / 2 + i]));
+                    lo[h] = _mm512_add_pd(lo[h], _mm512_cvtepi32_pd(_mm512_castsi512_si256(sum)));
+                    hi[h] = _mm512_add_pd(hi[h],
+                                          _mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(sum, 1)));
+                }
+            }
+            for (int h = 0; h < heads; h++) {
+                _mm512_storeu_pd(sums + (h0 + h) * hd + d, lo[h]);
+                _mm512_storeu_pd(sums + (h0 + h) * hd + d + 8, hi[h]);
+            }
         }
-        sums[d] = sum;
     }
 }
 #endif
@@ -1170,10 +1197,10 @@ WIDEST static int attend_one(const Step *st, const double *q, const double *k, c
     Py_ssize_t first = st->first, S = pos + 1 - first, g = H / n_kv;
     Py_ssize_t even = first & ~(Py_ssize_t)1, pairs = (pos + 2 - even) & ~(Py_ssize_t)1;
     int wide = forced_path < 0 || forced_path >= 2 ? best_path() >= 2 : 0;
-    void (*scores_of)(const int16_t *, const int16_t *, Py_ssize_t, Py_ssize_t, Py_ssize_t,
-                      Py_ssize_t, double *) = scores_plain;
-    void (*values_of)(const int16_t *, const int16_t *, Py_ssize_t, Py_ssize_t, Py_ssize_t,
-                      double *) = values_plain;
+    void (*scores_of)(const int16_t *, int, const int16_t *, Py_ssize_t, Py_ssize_t,
+                      Py_ssize_t, Py_ssize_t, double *) = scores_plain;
+    void (*values_of)(const int16_t *, int, const int16_t *, Py_ssize_t, Py_ssize_t,
+                      Py_ssize_t, double *) = values_plain;
 #if defined(__x86_64__) && defined(__GNUC__)
     if (wide)
         scores_of = scores_avx512, values_of = values_avx512;
@@ -1181,13 +1208,16 @@ WIDEST static int attend_one(const Step *st, const double *q, const double *k, c
     int failed = 0;
 #pragma omp parallel num_threads(threads) reduction(| : failed) if (threads > 1)
     {
-        double *row = malloc(sizeof(double) * (size_t)(hd + 2 * S + hd + H));
-        int16_t *q16 = malloc(sizeof(int16_t) * (size_t)(H * hd + pairs + 2 + hd));
+        /* per thread: a rotated row; the g heads' scores (g, S) and 16-bit weights (g,
+         * pairs); their weighted value sums (g, hd); the query scales */
+        double *row = malloc(sizeof(double) * (size_t)(hd + g * S + S + g * hd + H));
+        int16_t *q16 = malloc(sizeof(int16_t) * (size_t)(H * hd + g * pairs + hd));
         if (!row || !q16)
             failed = 1;
         else {
-            double *acc = row + hd, *weights = acc + S, *sums = weights + S, *qs = sums + hd;
-            int16_t *wq = q16 + H * hd, *k16 = wq + pairs + 2;
+            double *acc = row + hd, *weights = acc + g * S, *sums = weights + S;
+            double *qs = sums + g * hd;
+            int16_t *wq = q16 + H * hd, *k16 = wq + g * pairs;
 #pragma omp for schedule(static)
             for (Py_ssize_t b = 0; b < st->B; b++) {
                 for (Py_ssize_t h = 0; h < H; h++) {
@@ -1205,31 +1235,36 @@ WIDEST static int attend_one(const Step *st, const double *q, const double *k, c
                     vs[at * L + pos] = quantize_row(v + at * hd, k16, hd);
                     for (Py_ssize_t d = 0; d < hd; d++) /* value pos: beside pos ^ 1 */
                         vh[((pos / 2) * hd + d) * 2 + pos % 2] = k16[d];
+                    /* scores of the g query heads of this kv head: exact integer dot
+                     * products (< 2**38), then the scales */
+                    scores_of(q16 + h * g * hd, (int)g, kh, hd, L, first, S, acc);
+                    double wscale[64], total[64]; /* per head (g <= 64: checked) */
                     for (Py_ssize_t gi = 0; gi < g; gi++) {
                         Py_ssize_t head = h * g + gi;
-                        /* scores: exact integer dot products (< 2**38), then the scales */
-                        scores_of(q16 + head * hd, kh, hd, L, first, S, acc);
-                        double top = -INFINITY;
+                        double *sc = acc + gi * S, top = -INFINITY;
                         for (Py_ssize_t s = 0; s < S; s++) {
-                            acc[s] = ((acc[s] * qs[head]) * kscale[s]) * st->score_scale;
-                            top = acc[s] > top ? acc[s] : top;
+                            sc[s] = ((sc[s] * qs[head]) * kscale[s]) * st->score_scale;
+                            top = sc[s] > top ? sc[s] : top;
                         }
-                        double total = 0.0; /* integers < 2**53: exact in any order */
+                        total[gi] = 0.0; /* integers < 2**53: exact in any order */
                         for (Py_ssize_t s = 0; s < S; s++) {
-                            double w = rint(exact_exp(acc[s] - top) * 16777216.0); /* PROB_ONE */
-                            total += w;
+                            double w = rint(exact_exp(sc[s] - top) * 16777216.0); /* PROB_ONE */
+                            total[gi] += w;
                             weights[s] = w * vscale[s];
                         }
                         /* the 16-bit weights from the even position before first: 0 where
                          * no key is */
-                        double wscale = quantize_row(weights, wq + (first - even), S);
-                        wq[0] = first > even ? 0 : wq[0];
+                        int16_t *wh = wq + gi * pairs;
+                        wscale[gi] = quantize_row(weights, wh + (first - even), S);
+                        wh[0] = first > even ? 0 : wh[0];
                         if ((pos + 1 - even) % 2)
-                            wq[pairs - 1] = 0;
-                        values_of(wq, vh, hd, even, pairs, sums);
-                        double *o = out + (b * H + head) * hd;
+                            wh[pairs - 1] = 0;
+                    }
+                    values_of(wq, (int)g, vh, hd, even, pairs, sums);
+                    for (Py_ssize_t gi = 0; gi < g; gi++) {
+                        double *o = out + (b * H + h * g + gi) * hd;
                         for (Py_ssize_t d = 0; d < hd; d++)
-                            o[d] = (sums[d] * wscale) / total;
+                            o[d] = (sums[gi * hd + d] * wscale[gi]) / total[gi];
                     }
                 }
             }
@@ -1251,7 +1286,7 @@ static PyObject *py_attend_one(PyObject *self, PyObject *args)
         return NULL;
     PyObject *result = NULL;
     Py_ssize_t B = st.B, H = st.H, n_kv = st.n_kv, hd = st.hd, L = st.L;
-    if (B < 0 || n_kv < 1 || H % n_kv || hd < 2 || hd % 2 || L % 2 || st.pos >= L ||
+    if (B < 0 || n_kv < 1 || H % n_kv || H / n_kv > 64 || hd < 2 || hd % 2 || L % 2 || st.pos >= L ||
         st.first < 0 || st.first > st.pos || threads < 1)
         PyErr_SetString(PyExc_ValueError, "bad heads, head size or positions");
     else if (q.len != B * H * hd * 8 || k.len != B * n_kv * hd * 8 || v.len != k.len ||

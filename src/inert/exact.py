@@ -255,10 +255,12 @@ def rms_norm(x: Any, gain: Any, eps: float) -> Any:
     The compiled kernel does it in one call, in these operations and this order (a
     one-token step of Gemma makes over a hundred norms of a few rows)."""
     if KERNELS is not None and isinstance(x, np.ndarray):
-        rows = np.ascontiguousarray(x, dtype=np.float64).reshape(-1, x.shape[-1])
+        n = x.shape[-1]
+        rows = np.ascontiguousarray(x, dtype=np.float64).reshape(-1, n)
         out = np.empty(rows.shape)
-        g = np.ascontiguousarray(np.broadcast_to(gain, x.shape[-1:]), dtype=np.float64)
-        KERNELS.rms_norm(rows, g, out, *rows.shape, float(eps))
+        if not (isinstance(gain, np.ndarray) and gain.shape == (n,) and gain.dtype == np.float64):
+            gain = np.broadcast_to(gain, (n,)).astype(np.float64)  # (the engine's already are)
+        KERNELS.rms_norm(rows, np.ascontiguousarray(gain), out, *rows.shape, float(eps))
         return out.reshape(x.shape)
     xp = namespace(x)
     amax = xp.max(xp.abs(x), axis=-1, keepdims=True)
