@@ -1079,7 +1079,7 @@ static double quantize_row(const double *x, int16_t *q, Py_ssize_t n)
  * int32, which is widened to float64 before the next is added: every sum is the exact
  * integer (< 2**53), as numpy's float64 products make it. */
 typedef struct {
-    Py_ssize_t B, H, n_kv, hd, L, pos, first;
+    Py_ssize_t B, T, H, n_kv, hd, L, start, window;
     double score_scale;
 } Step;
 
@@ -1189,13 +1189,14 @@ values_avx512(const int16_t *w, int G, const int16_t *vh, Py_ssize_t hd, Py_ssiz
 }
 #endif
 
-WIDEST static int attend_one(const Step *st, const double *q, const double *k, const double *v,
-                             const float *cos, const float *sin, int16_t *kc, double *ks,
-                             int16_t *vc, double *vs, double *out, int threads)
+WIDEST static int attend(const Step *st, const double *q, const double *k, const double *v,
+                         const float *cos, const float *sin, int16_t *kc, double *ks,
+                         int16_t *vc, double *vs, double *out, int threads)
 {
-    Py_ssize_t H = st->H, n_kv = st->n_kv, hd = st->hd, L = st->L, pos = st->pos;
-    Py_ssize_t first = st->first, S = pos + 1 - first, g = H / n_kv;
-    Py_ssize_t even = first & ~(Py_ssize_t)1, pairs = (pos + 2 - even) & ~(Py_ssize_t)1;
+    Py_ssize_t B = st->B, T = st->T, H = st->H, n_kv = st->n_kv, hd = st->hd, L = st->L;
+    Py_ssize_t start = st->start, g = H / n_kv, half = hd / 2;
+    Py_ssize_t longest = st->window && st->window < start + T ? st->window : start + T;
+    Py_ssize_t most = longest + 2; /* keys of a query, and the pairs of its weights */
     int wide = forced_path < 0 || forced_path >= 2 ? best_path() >= 2 : 0;
     void (*scores_of)(const int16_t *, int, const int16_t *, Py_ssize_t, Py_ssize_t,
                       Py_ssize_t, Py_ssize_t, double *) = scores_plain;
@@ -1210,31 +1211,45 @@ WIDEST static int attend_one(const Step *st, const double *q, const double *k, c
     {
         /* per thread: a rotated row; the g heads' scores (g, S) and 16-bit weights (g,
          * pairs); their weighted value sums (g, hd); the query scales */
-        double *row = malloc(sizeof(double) * (size_t)(hd + g * S + S + g * hd + H));
-        int16_t *q16 = malloc(sizeof(int16_t) * (size_t)(H * hd + g * pairs + hd));
+        double *row = malloc(sizeof(double) * (size_t)(hd + g * most + most + g * hd + H));
+        int16_t *q16 = malloc(sizeof(int16_t) * (size_t)(H * hd + g * most + hd));
         if (!row || !q16)
             failed = 1;
         else {
-            double *acc = row + hd, *weights = acc + g * S, *sums = weights + S;
+            double *acc = row + hd, *weights = acc + g * most, *sums = weights + most;
             double *qs = sums + g * hd;
-            int16_t *wq = q16 + H * hd, *k16 = wq + g * pairs;
+            int16_t *wq = q16 + H * hd, *k16 = wq + g * most;
+            /* first every position's key and value into the cache (a query sees its own) */
 #pragma omp for schedule(static)
-            for (Py_ssize_t b = 0; b < st->B; b++) {
+            for (Py_ssize_t bt = 0; bt < B * T; bt++) {
+                Py_ssize_t b = bt / T, t = bt % T, pos = start + t;
+                for (Py_ssize_t h = 0; h < n_kv; h++) {
+                    Py_ssize_t at = b * n_kv + h, row_at = (bt * n_kv + h) * hd;
+                    int16_t *kh = kc + at * hd * L, *vh = vc + at * L * hd;
+                    rotate(k + row_at, cos + t * half, sin + t * half, row, hd);
+                    ks[at * L + pos] = quantize_row(row, k16, hd);
+                    for (Py_ssize_t d = 0; d < hd; d++) /* key pos: dimension pairs */
+                        kh[((d / 2) * L + pos) * 2 + d % 2] = k16[d];
+                    vs[at * L + pos] = quantize_row(v + row_at, k16, hd);
+                    for (Py_ssize_t d = 0; d < hd; d++) /* value pos: beside pos ^ 1 */
+                        vh[((pos / 2) * hd + d) * 2 + pos % 2] = k16[d];
+                }
+            }
+            /* then each query position over the keys it sees */
+#pragma omp for schedule(dynamic, 4)
+            for (Py_ssize_t bt = 0; bt < B * T; bt++) {
+                Py_ssize_t b = bt / T, t = bt % T, pos = start + t;
+                Py_ssize_t first = st->window && pos + 1 > st->window ? pos + 1 - st->window : 0;
+                Py_ssize_t S = pos + 1 - first, even = first & ~(Py_ssize_t)1;
+                Py_ssize_t pairs = (pos + 2 - even) & ~(Py_ssize_t)1;
                 for (Py_ssize_t h = 0; h < H; h++) {
-                    rotate(q + (b * H + h) * hd, cos, sin, row, hd);
+                    rotate(q + (bt * H + h) * hd, cos + t * half, sin + t * half, row, hd);
                     qs[h] = quantize_row(row, q16 + h * hd, hd);
                 }
                 for (Py_ssize_t h = 0; h < n_kv; h++) {
                     Py_ssize_t at = b * n_kv + h; /* (sequence, kv head) */
-                    int16_t *kh = kc + at * hd * L, *vh = vc + at * L * hd;
+                    const int16_t *kh = kc + at * hd * L, *vh = vc + at * L * hd;
                     const double *kscale = ks + at * L + first, *vscale = vs + at * L + first;
-                    rotate(k + at * hd, cos, sin, row, hd);
-                    ks[at * L + pos] = quantize_row(row, k16, hd);
-                    for (Py_ssize_t d = 0; d < hd; d++) /* key pos: dimension pairs */
-                        kh[((d / 2) * L + pos) * 2 + d % 2] = k16[d];
-                    vs[at * L + pos] = quantize_row(v + at * hd, k16, hd);
-                    for (Py_ssize_t d = 0; d < hd; d++) /* value pos: beside pos ^ 1 */
-                        vh[((pos / 2) * hd + d) * 2 + pos % 2] = k16[d];
                     /* scores of the g query heads of this kv head: exact integer dot
                      * products (< 2**38), then the scales */
                     scores_of(q16 + h * g * hd, (int)g, kh, hd, L, first, S, acc);
@@ -1262,7 +1277,7 @@ WIDEST static int attend_one(const Step *st, const double *q, const double *k, c
                     }
                     values_of(wq, (int)g, vh, hd, even, pairs, sums);
                     for (Py_ssize_t gi = 0; gi < g; gi++) {
-                        double *o = out + (b * H + h * g + gi) * hd;
+                        double *o = out + (bt * H + h * g + gi) * hd;
                         for (Py_ssize_t d = 0; d < hd; d++)
                             o[d] = (sums[gi * hd + d] * wscale[gi]) / total[gi];
                     }
@@ -1275,30 +1290,30 @@ WIDEST static int attend_one(const Step *st, const double *q, const double *k, c
     return failed ? -1 : 0;
 }
 
-static PyObject *py_attend_one(PyObject *self, PyObject *args)
+static PyObject *py_attend(PyObject *self, PyObject *args)
 {
     Py_buffer q, k, v, cos, sin, kc, ks, vc, vs, out;
     Step st;
     int threads;
-    if (!PyArg_ParseTuple(args, "y*y*y*y*y*w*w*w*w*w*nnnnnnndi", &q, &k, &v, &cos, &sin, &kc,
-                          &ks, &vc, &vs, &out, &st.B, &st.H, &st.n_kv, &st.hd, &st.L, &st.pos,
-                          &st.first, &st.score_scale, &threads))
+    if (!PyArg_ParseTuple(args, "y*y*y*y*y*w*w*w*w*w*nnnnnnnndi", &q, &k, &v, &cos, &sin, &kc,
+                          &ks, &vc, &vs, &out, &st.B, &st.T, &st.H, &st.n_kv, &st.hd, &st.L,
+                          &st.start, &st.window, &st.score_scale, &threads))
         return NULL;
     PyObject *result = NULL;
-    Py_ssize_t B = st.B, H = st.H, n_kv = st.n_kv, hd = st.hd, L = st.L;
-    if (B < 0 || n_kv < 1 || H % n_kv || H / n_kv > 64 || hd < 2 || hd % 2 || L % 2 || st.pos >= L ||
-        st.first < 0 || st.first > st.pos || threads < 1)
-        PyErr_SetString(PyExc_ValueError, "bad heads, head size or positions");
-    else if (q.len != B * H * hd * 8 || k.len != B * n_kv * hd * 8 || v.len != k.len ||
-             cos.len != hd / 2 * 4 || sin.len != cos.len || kc.len != B * n_kv * hd * L * 2 ||
-             vc.len != kc.len || ks.len != B * n_kv * L * 8 || vs.len != ks.len ||
-             out.len != q.len)
+    Py_ssize_t B = st.B, T = st.T, H = st.H, n_kv = st.n_kv, hd = st.hd, L = st.L;
+    if (B < 0 || T < 1 || n_kv < 1 || H % n_kv || H / n_kv > 64 || hd < 2 || hd % 2 || L % 2 ||
+        st.start < 0 || st.start + T > L || st.window < 0 || threads < 1)
+        PyErr_SetString(PyExc_ValueError, "bad heads, head size, positions or window");
+    else if (q.len != B * T * H * hd * 8 || k.len != B * T * n_kv * hd * 8 || v.len != k.len ||
+             cos.len != T * (hd / 2) * 4 || sin.len != cos.len ||
+             kc.len != B * n_kv * hd * L * 2 || vc.len != kc.len || ks.len != B * n_kv * L * 8 ||
+             vs.len != ks.len || out.len != q.len)
         PyErr_SetString(PyExc_ValueError, "buffer sizes do not match the heads and the cache");
     else {
         int status;
         Py_BEGIN_ALLOW_THREADS
-        status = attend_one(&st, q.buf, k.buf, v.buf, cos.buf, sin.buf, kc.buf, ks.buf, vc.buf,
-                            vs.buf, out.buf, threads);
+        status = attend(&st, q.buf, k.buf, v.buf, cos.buf, sin.buf, kc.buf, ks.buf, vc.buf,
+                        vs.buf, out.buf, threads);
         Py_END_ALLOW_THREADS
         if (status)
             PyErr_NoMemory();
@@ -1470,11 +1485,11 @@ static PyMethodDef methods[] = {
     {"glu", py_glu, METH_VARARGS,
      "glu(gate_up, out, N, h, gelu): out (N, h) = act(gate) * up of gate_up (N, 2h) float64, "
      "act exact.silu or (gelu) exact.gelu_tanh."},
-    {"attend_one", py_attend_one, METH_VARARGS,
-     "attend_one(q, k, v, cos, sin, k_cache, k_scale, v_cache, v_scale, out, B, H, n_kv, hd, "
-     "L, pos, first, score_scale, threads): one query position of engine.attention (rope, quantize, "
-     "cache write, attention over positions first..pos) into out (B, H * hd); the cache paired "
-     "(engine.Cache)."},
+    {"attend", py_attend, METH_VARARGS,
+     "attend(q, k, v, cos, sin, k_cache, k_scale, v_cache, v_scale, out, B, T, H, n_kv, hd, L, "
+     "start, window, score_scale, threads): engine.attention's arithmetic for T positions "
+     "from start (rope, quantize, cache writes, causal attention within the window) into out "
+     "(B, T, H * hd); the cache paired (engine.Cache)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -302,9 +302,11 @@ class Engine:
         q = self.projection(qkv[..., :nq], layer, "q", c.n_heads)
         k = self.projection(qkv[..., nq : nq + nk], layer, "k", n_kv)
         v = self.projection(qkv[..., nq + nk :], layer, "v", n_kv)
-        if T == 1 and self._step_kernel and cache.paired:
+        if self._step_kernel and cache.paired:
             return self.linear(
-                self._attend_one(q, k, v, layer, cache, threads), f"layers.{layer}.wo", threads
+                self._attend_compiled(q, k, v, layer, cache, threads),
+                f"layers.{layer}.wo",
+                threads,
             )
         q, k = self.rope(q, start, spec.rope), self.rope(k, start, spec.rope)
         qq, qs = exact.quantize(q)  # (B, T, H, hd), (B, T, H)
@@ -336,33 +338,35 @@ class Engine:
         out = order(out, (0, 3, 1, 2, 4)).reshape(B, T, c.n_heads * hd)
         return self.linear(out, f"layers.{layer}.wo", threads)
 
-    def _attend_one(
+    def _attend_compiled(
         self, q: Any, k: Any, v: Any, layer: int, cache: Cache, threads: int
     ) -> np.ndarray:
-        """attention's arithmetic for one query position, in one call of the compiled kernel:
-        rotation, quantization, the cache's new position and _attend's softmax (B, 1, H * hd)."""
+        """attention's arithmetic in one call of the compiled kernel: rotation, quantization,
+        the cache's new positions and _attend's softmax, each query over the keys it sees
+        (B, T, H * hd)."""
         c, spec = self.config, self.config.layers[layer]
-        B, pos = q.shape[0], cache.length
-        first = max(0, pos - spec.window + 1) if spec.window else 0
-        out = np.empty((B, 1, c.n_heads * c.head_dim))
-        exact.KERNELS.attend_one(
+        (B, T), start = q.shape[:2], cache.length
+        out = np.empty((B, T, c.n_heads * c.head_dim))
+        keys = min(spec.window or start + T, start + T)  # the most a query sees
+        exact.KERNELS.attend(
             *(np.ascontiguousarray(x, dtype=np.float64) for x in (q, k, v)),
-            self.cos[spec.rope][pos],
-            self.sin[spec.rope][pos],
+            self.cos[spec.rope][start : start + T],
+            self.sin[spec.rope][start : start + T],
             cache.k[layer],
             cache.k_scale[layer],
             cache.v[layer],
             cache.v_scale[layer],
             out,
             B,
+            T,
             c.n_heads,
             c.n_kv_heads,
             c.head_dim,
             cache.k[layer].shape[-2],
-            pos,
-            first,
+            start,
+            spec.window,
             float(self.score_scale),
-            max(1, min(threads, B * (pos + 1 - first) * c.n_heads * c.head_dim // ATTEND_WORK)),
+            max(1, min(threads, B * T * keys * c.n_heads * c.head_dim // ATTEND_WORK)),
         )
         return out
 
