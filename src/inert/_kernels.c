@@ -1236,7 +1236,7 @@ WIDEST static int attend(const Step *st, const double *q, const double *k, const
                 }
             }
             /* then each query position over the keys it sees */
-#pragma omp for schedule(dynamic, 4)
+#pragma omp for schedule(dynamic)
             for (Py_ssize_t bt = 0; bt < B * T; bt++) {
                 Py_ssize_t b = bt / T, t = bt % T, pos = start + t;
                 Py_ssize_t first = st->window && pos + 1 > st->window ? pos + 1 - st->window : 0;
