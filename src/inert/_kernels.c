@@ -335,49 +335,6 @@ WIDEST static void scale_products(double *y, const double *qs, const double *ws,
             y[i * m + j] = (y[i * m + j] * qs[i]) * ws[j];
 }
 
-/* y (N, m) = (x quantized) . w^T, then each entry times its row's scale, then the weight
- * row's: exact.matmul_q(*exact.quantize(x), w, w_scale) in one call. */
-static PyObject *py_linear(PyObject *self, PyObject *args)
-{
-    Py_buffer x, w, w_scale, out;
-    Py_ssize_t N, n, m;
-    int threads;
-    if (!PyArg_ParseTuple(args, "y*y*y*w*nnni", &x, &w, &w_scale, &out, &N, &n, &m, &threads))
-        return NULL;
-    PyObject *result = NULL;
-    int16_t *q = NULL;
-    double *qs = NULL;
-    if (N < 0 || n < 0 || m < 0 || threads < 1)
-        PyErr_SetString(PyExc_ValueError, "negative size or no thread");
-    else if (x.len != N * n * 8 || w.len != m * n || w_scale.len != m * 8 || out.len != N * m * 8)
-        PyErr_SetString(PyExc_ValueError, "buffer sizes do not match (N, n) x (m, n) -> (N, m)");
-    else if (!(q = malloc(sizeof(int16_t) * (size_t)(N * n + 1))) ||
-             !(qs = malloc(sizeof(double) * (size_t)(N + 1))))
-        PyErr_NoMemory();
-    else {
-        int status;
-        double *y = out.buf;
-        const double *ws = w_scale.buf;
-        Py_BEGIN_ALLOW_THREADS
-        quantize16(x.buf, q, qs, N, n);
-        status = matmul(q, w.buf, y, N, n, m, threads);
-        if (!status)
-            scale_products(y, qs, ws, N, m);
-        Py_END_ALLOW_THREADS
-        if (status)
-            PyErr_NoMemory();
-        else
-            result = Py_NewRef(Py_None);
-    }
-    free(q);
-    free(qs);
-    PyBuffer_Release(&x);
-    PyBuffer_Release(&w);
-    PyBuffer_Release(&w_scale);
-    PyBuffer_Release(&out);
-    return result;
-}
-
 /* ---------------------------------------------------------------- frequencies
  * Logits -> the integer frequency table of one row, exactly engine.py's numpy arithmetic
  * (codec 1: the exp polynomial of exact.py; codecs 2 and 3: the mass table, rows summing to
@@ -395,27 +352,32 @@ static const double EXP_COEFFS[8] = {
     1.0 / 5040, 1.0 / 720, 1.0 / 120, 1.0 / 24, 1.0 / 6, 1.0 / 2, 1.0, 1.0,
 }; /* 1/k! for k = 7 .. 0: the same float64 values as exact.py's 1.0 / math.factorial(k) */
 
-/* rint(exp(d) * 2**30) for d <= 0, as exact.exp computes exp. exact.exp ends with ldexp(p, n);
- * here p * 2**n, equal to it wherever 2**n is a normal number (a product by a power of two is
- * exact, or rounded once as ldexp rounds). Below (n < -1022) both are under 2**-1021, and
- * the mass, rint of 2**30 times it, is 0 either way. */
+/* exact.exp, one element at a time: the same polynomial, clip and rint, then p * 2**n for
+ * ldexp(p, n), as exact._exp_xp does, so that it vectorises. Equal to it wherever 2**n is
+ * normal; below, both are under 2**-1021, and every use here adds them to 1 or rounds them
+ * times 2**30 at most, where they vanish alike; above, both are inf. */
+static inline double exact_exp(double x)
+{
+    double y = x * LOG2_E;
+    y = y < -1100.0 ? -1100.0 : (y > 1100.0 ? 1100.0 : y);
+    double n = rint(y);
+    double t = (y - n) * LN_2;
+    double p = t * EXP_COEFFS[0];
+    p += EXP_COEFFS[1];
+    for (int c = 2; c < 8; c++) {
+        p *= t;
+        p += EXP_COEFFS[c];
+    }
+    int64_t e = (int64_t)(n < -1022.0 ? -1022.0 : (n > 1023.0 ? 1023.0 : n)) + 1023;
+    union { int64_t i; double d; } pow2 = {.i = e << 52};
+    return n > 1023.0 ? INFINITY : p * pow2.d;
+}
+
+/* rint(exp(d) * 2**30) for each d = logit - top <= 0 (codec 1's masses) */
 WIDEST static void masses(const double *logits, Py_ssize_t V, double top, int64_t *mass)
 {
-    for (Py_ssize_t v = 0; v < V; v++) {
-        double y = (logits[v] - top) * LOG2_E;
-        y = y < -1100.0 ? -1100.0 : (y > 1100.0 ? 1100.0 : y);
-        double n = rint(y);
-        double t = (y - n) * LN_2;
-        double p = t * EXP_COEFFS[0];
-        p += EXP_COEFFS[1];
-        for (int c = 2; c < 8; c++) {
-            p *= t;
-            p += EXP_COEFFS[c];
-        }
-        int64_t e = (int64_t)(n < -1022.0 ? -1022.0 : n) + 1023; /* n <= 0: no overflow */
-        union { int64_t i; double d; } pow2 = {.i = e << 52};
-        mass[v] = (int64_t)rint((p * pow2.d) * EXP_ONE);
-    }
+    for (Py_ssize_t v = 0; v < V; v++)
+        mass[v] = (int64_t)rint(exact_exp(logits[v] - top) * EXP_ONE);
 }
 
 /* freq[v] = mass[v] * K // total + 1 for K < 2**24, total >= 2**30; returns the sum. The
@@ -505,7 +467,6 @@ static PyObject *py_row_frequencies(PyObject *self, PyObject *args)
  * engine.logits does (cap * exact.tanh(logits / cap)), then row_frequencies, or their
  * running sums (what a decoder searches); rows spread over `threads` threads. acc is
  * overwritten. */
-static inline double exact_exp(double x);
 WIDEST static void scale_logits(double *row, double qs, const double *ws, Py_ssize_t V,
                                 double cap)
 {
@@ -977,26 +938,6 @@ static PyObject *py_rms_norm(PyObject *self, PyObject *args)
  * of a small model is thousands of tiny numpy operations otherwise, whose overhead was most
  * of its time. */
 
-/* exact.exp, one element at a time: the same polynomial, clip and rint, then p * 2**n for
- * ldexp(p, n), as `masses` above (and exact._exp_xp) do, so that it vectorises. Equal to
- * it wherever 2**n is normal; below, both are under 2**-1021, and every use here adds them
- * to 1 or rounds them times 2**24, where they vanish alike; above, both are inf. */
-static inline double exact_exp(double x)
-{
-    double y = x * LOG2_E;
-    y = y < -1100.0 ? -1100.0 : (y > 1100.0 ? 1100.0 : y);
-    double n = rint(y);
-    double t = (y - n) * LN_2;
-    double p = t * EXP_COEFFS[0];
-    p += EXP_COEFFS[1];
-    for (int c = 2; c < 8; c++) {
-        p *= t;
-        p += EXP_COEFFS[c];
-    }
-    int64_t e = (int64_t)(n < -1022.0 ? -1022.0 : (n > 1023.0 ? 1023.0 : n)) + 1023;
-    union { int64_t i; double d; } pow2 = {.i = e << 52};
-    return n > 1023.0 ? INFINITY : p * pow2.d;
-}
 
 /* exact.silu(x) = x / (1 + exp(-x)); exact.gelu_tanh(x) = 0.5 x (1 + tanh(u)) with
  * u = (x + 0.044715 x**3) sqrt(2/pi) and tanh(u) = 1 - 2 / (exp(2u) + 1) */
@@ -1120,6 +1061,31 @@ static void values_plain(const int16_t *w, int G, const int16_t *vh, Py_ssize_t 
 #if defined(__x86_64__) && defined(__GNUC__)
 #define HEADS 4 /* query heads sharing one pass over a kv head's keys or values */
 
+/* The one micro-kernel of both products: out[h][0..15] = sum over i < count of the 16
+ * pmaddwd sums of the 32 int16 at base + i * step with x[h * x_step + i] (a pair of 16-bit
+ * integers), for `heads` <= HEADS rows of x; each int32 widened to float64 as it comes. */
+__attribute__((target("avx512f,avx512bw"))) static inline void
+pair_sums(const int16_t *base, Py_ssize_t step, Py_ssize_t count, const int32_t *x,
+          Py_ssize_t x_step, int heads, double *out, Py_ssize_t out_step)
+{
+    __m512d lo[HEADS], hi[HEADS];
+    for (int h = 0; h < HEADS; h++)
+        lo[h] = hi[h] = _mm512_setzero_pd();
+    for (Py_ssize_t i = 0; i < count; i++) {
+        __m512i pairs = _mm512_loadu_si512((const void *)(base + i * step));
+        for (int h = 0; h < heads; h++) {
+            __m512i sum = _mm512_madd_epi16(pairs, _mm512_set1_epi32(x[h * x_step + i]));
+            lo[h] = _mm512_add_pd(lo[h], _mm512_cvtepi32_pd(_mm512_castsi512_si256(sum)));
+            hi[h] = _mm512_add_pd(hi[h], _mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(sum, 1)));
+        }
+    }
+    for (int h = 0; h < heads; h++) {
+        _mm512_storeu_pd(out + h * out_step, lo[h]);
+        _mm512_storeu_pd(out + h * out_step + 8, hi[h]);
+    }
+}
+
+/* scores_plain, 16 keys at a time: a key's dimension pairs are L pairs apart */
 __attribute__((target("avx512f,avx512bw"))) static void
 scores_avx512(const int16_t *q, int G, const int16_t *kh, Py_ssize_t hd, Py_ssize_t L,
               Py_ssize_t first, Py_ssize_t S, double *scores)
@@ -1128,24 +1094,9 @@ scores_avx512(const int16_t *q, int G, const int16_t *kh, Py_ssize_t hd, Py_ssiz
         int n = G - h0 < HEADS ? G - h0 : HEADS;
         const int32_t *q32 = (const int32_t *)(q + h0 * hd); /* dimension pairs, by head */
         Py_ssize_t j = 0;
-        for (; j + 16 <= S; j += 16) {
-            __m512d lo[HEADS], hi[HEADS];
-            for (int h = 0; h < HEADS; h++)
-                lo[h] = hi[h] = _mm512_setzero_pd();
-            for (Py_ssize_t p = 0; p < hd / 2; p++) {
-                __m512i keys = _mm512_loadu_si512((const void *)(kh + (p * L + first + j) * 2));
-                for (int h = 0; h < n; h++) {
-                    __m512i sum = _mm512_madd_epi16(keys, _mm512_set1_epi32(q32[h * hd / 2 + p]));
-                    lo[h] = _mm512_add_pd(lo[h], _mm512_cvtepi32_pd(_mm512_castsi512_si256(sum)));
-                    hi[h] = _mm512_add_pd(hi[h],
-                                          _mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(sum, 1)));
-                }
-            }
-            for (int h = 0; h < n; h++) {
-                _mm512_storeu_pd(scores + (h0 + h) * S + j, lo[h]);
-                _mm512_storeu_pd(scores + (h0 + h) * S + j + 8, hi[h]);
-            }
-        }
+        for (; j + 16 <= S; j += 16)
+            pair_sums(kh + (first + j) * 2, L * 2, hd / 2, q32, hd / 2, n,
+                      scores + h0 * S + j, S);
         if (j < S) { /* the last keys, one at a time */
             double tail[HEADS * 16];
             scores_plain(q + h0 * hd, n, kh, hd, L, first + j, S - j, tail);
@@ -1156,6 +1107,7 @@ scores_avx512(const int16_t *q, int G, const int16_t *kh, Py_ssize_t hd, Py_ssiz
     }
 }
 
+/* values_plain, 16 dimensions at a time: a dimension's position pairs are hd pairs apart */
 __attribute__((target("avx512f,avx512bw"))) static void
 values_avx512(const int16_t *w, int G, const int16_t *vh, Py_ssize_t hd, Py_ssize_t a,
               Py_ssize_t n, double *sums)
@@ -1167,24 +1119,9 @@ values_avx512(const int16_t *w, int G, const int16_t *vh, Py_ssize_t hd, Py_ssiz
     for (int h0 = 0; h0 < G; h0 += HEADS) {
         int heads = G - h0 < HEADS ? G - h0 : HEADS;
         const int32_t *w32 = (const int32_t *)(w + h0 * n); /* weights of position pairs */
-        for (Py_ssize_t d = 0; d < hd; d += 16) {
-            __m512d lo[HEADS], hi[HEADS];
-            for (int h = 0; h < HEADS; h++)
-                lo[h] = hi[h] = _mm512_setzero_pd();
-            for (Py_ssize_t i = 0; i < n / 2; i++) {
-                __m512i vals = _mm512_loadu_si512((const void *)(vh + ((a / 2 + i) * hd + d) * 2));
-                for (int h = 0; h < heads; h++) {
-                    __m512i sum = _mm512_madd_epi16(vals, _mm512_set1_epi32(w32[h * n / 2 + i]));
-                    lo[h] = _mm512_add_pd(lo[h], _mm512_cvtepi32_pd(_mm512_castsi512_si256(sum)));
-                    hi[h] = _mm512_add_pd(hi[h],
-                                          _mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(sum, 1)));
-                }
-            }
-            for (int h = 0; h < heads; h++) {
-                _mm512_storeu_pd(sums + (h0 + h) * hd + d, lo[h]);
-                _mm512_storeu_pd(sums + (h0 + h) * hd + d + 8, hi[h]);
-            }
-        }
+        for (Py_ssize_t d = 0; d < hd; d += 16)
+            pair_sums(vh + ((a / 2) * hd + d) * 2, hd * 2, n / 2, w32, n / 2, heads,
+                      sums + h0 * hd + d, hd);
     }
 }
 #endif
@@ -1326,33 +1263,6 @@ static PyObject *py_attend(PyObject *self, PyObject *args)
     return result;
 }
 
-static PyObject *py_matmul_i16_i8(PyObject *self, PyObject *args)
-{
-    Py_buffer a, w, out;
-    Py_ssize_t N, n, m;
-    int threads;
-    if (!PyArg_ParseTuple(args, "y*y*w*nnni", &a, &w, &out, &N, &n, &m, &threads))
-        return NULL;
-    PyObject *result = NULL;
-    if (N < 0 || n < 0 || m < 0 || threads < 1)
-        PyErr_SetString(PyExc_ValueError, "negative size or no thread");
-    else if (a.len != N * n * 2 || w.len != m * n || out.len != N * m * 8)
-        PyErr_SetString(PyExc_ValueError, "buffer sizes do not match (N, n) x (m, n) -> (N, m)");
-    else {
-        int status;
-        Py_BEGIN_ALLOW_THREADS
-        status = matmul(a.buf, w.buf, out.buf, N, n, m, threads);
-        Py_END_ALLOW_THREADS
-        if (status)
-            PyErr_NoMemory();
-        else
-            result = Py_NewRef(Py_None);
-    }
-    PyBuffer_Release(&a);
-    PyBuffer_Release(&w);
-    PyBuffer_Release(&out);
-    return result;
-}
 
 static PyObject *py_pack(PyObject *self, PyObject *args)
 {
@@ -1376,9 +1286,10 @@ static PyObject *py_pack(PyObject *self, PyObject *args)
     return result;
 }
 
-/* matmul_packed and linear_packed: a (N, n) int16 (or x (N, n) float64, quantized per row,
- * and the result scaled as py_linear does) times the packed (m, n) int8 matrix */
-static PyObject *py_packed_product(PyObject *self, PyObject *args, int quantize)
+/* The four products: a (N, n) int16 (or, `quantize`, x (N, n) float64 quantized per row and
+ * the result scaled by both scales: exact.matmul_q(*exact.quantize(x), w, w_scale)) times
+ * the (m, n) int8 matrix, as it is or (`packed`) in panels */
+static PyObject *product(PyObject *args, int quantize, int packed)
 {
     Py_buffer x, w, w_scale = {0}, out;
     Py_ssize_t N, n, m;
@@ -1391,10 +1302,11 @@ static PyObject *py_packed_product(PyObject *self, PyObject *args, int quantize)
     PyObject *result = NULL;
     int16_t *q = NULL;
     double *qs = NULL;
+    Py_ssize_t weights = packed ? panels_of(m) * pairs_of(n) * 2 * PANEL : m * n;
     if (N < 0 || n < 1 || m < 1 || threads < 1)
         PyErr_SetString(PyExc_ValueError, "negative size, an empty matrix or no thread");
-    else if (x.len != N * n * (quantize ? 8 : 2) || w.len != panels_of(m) * pairs_of(n) * 2 * PANEL ||
-             out.len != N * m * 8 || (quantize && w_scale.len != m * 8))
+    else if (x.len != N * n * (quantize ? 8 : 2) || w.len != weights || out.len != N * m * 8 ||
+             (quantize && w_scale.len != m * 8))
         PyErr_SetString(PyExc_ValueError, "buffer sizes do not match (N, n) x (m, n) -> (N, m)");
     else if (quantize && (!(q = malloc(sizeof(int16_t) * (size_t)(N * n + 1))) ||
                           !(qs = malloc(sizeof(double) * (size_t)(N + 1)))))
@@ -1402,10 +1314,12 @@ static PyObject *py_packed_product(PyObject *self, PyObject *args, int quantize)
     else {
         int status;
         double *y = out.buf;
+        const int16_t *a = quantize ? q : x.buf;
         Py_BEGIN_ALLOW_THREADS
         if (quantize)
             quantize16(x.buf, q, qs, N, n);
-        status = matmul_packed(quantize ? q : x.buf, w.buf, y, N, n, m, threads);
+        status = packed ? matmul_packed(a, w.buf, y, N, n, m, threads)
+                        : matmul(a, w.buf, y, N, n, m, threads);
         if (!status && quantize)
             scale_products(y, qs, w_scale.buf, N, m);
         Py_END_ALLOW_THREADS
@@ -1424,15 +1338,10 @@ static PyObject *py_packed_product(PyObject *self, PyObject *args, int quantize)
     return result;
 }
 
-static PyObject *py_matmul_packed(PyObject *self, PyObject *args)
-{
-    return py_packed_product(self, args, 0);
-}
-
-static PyObject *py_linear_packed(PyObject *self, PyObject *args)
-{
-    return py_packed_product(self, args, 1);
-}
+static PyObject *py_matmul_i16_i8(PyObject *self, PyObject *args) { return product(args, 0, 0); }
+static PyObject *py_linear(PyObject *self, PyObject *args) { return product(args, 1, 0); }
+static PyObject *py_matmul_packed(PyObject *self, PyObject *args) { return product(args, 0, 1); }
+static PyObject *py_linear_packed(PyObject *self, PyObject *args) { return product(args, 1, 1); }
 
 static PyObject *py_set_path(PyObject *self, PyObject *args)
 {
