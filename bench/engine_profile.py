@@ -42,7 +42,7 @@ OPERATIONS = {
         ("engine.py", "_row_frequencies_2"),
     ],
     "attention (scores, softmax, mask)": [
-        ("", "attend_one"),
+        ("", "attend"),
         ("engine.py", "_attend"),
         ("engine.py", "attention"),
     ],
