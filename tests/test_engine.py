@@ -222,13 +222,16 @@ def test_the_compiled_one_token_steps_are_numpy_s(family: str, tmp_path: Path, m
         return np.concatenate([first, *rest], axis=1)
 
     compiled = steps(Engine(model))
+    narrower = []  # AVX-512 without VNNI, and plain C: products and attention alike
     try:
-        exact.KERNELS.set_path(0)  # plain C: the products and the attention without vectors
-        plain = steps(Engine(model))
+        for path in (2, 0):
+            if exact.KERNELS.set_path(path) == path:
+                narrower.append(steps(Engine(model)))
     finally:
         exact.KERNELS.set_path(-1)
     prefill = Engine(model).frequencies(batch, Engine(model).new_cache(3, n), codec=3)
     monkeypatch.setattr(exact, "KERNELS", None)
     numpy_steps = steps(Engine(model))
-    assert np.array_equal(compiled, numpy_steps) and np.array_equal(plain, numpy_steps)
+    assert np.array_equal(compiled, numpy_steps)
+    assert all(np.array_equal(tables, numpy_steps) for tables in narrower)
     assert np.array_equal(compiled, prefill)

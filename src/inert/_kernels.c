@@ -1060,70 +1060,98 @@ static void values_plain(const int16_t *w, int G, const int16_t *vh, Py_ssize_t 
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #define HEADS 4 /* query heads sharing one pass over a kv head's keys or values */
+#define SPLIT_PAIRS 128 /* pairs one int32 sum of low bytes holds: 128 * 2 * 32767 * 255 < 2**31 */
 
-/* The one micro-kernel of both products: out[h][0..15] = sum over i < count of the 16
- * pmaddwd sums of the 32 int16 at base + i * step with x[h * x_step + i] (a pair of 16-bit
- * integers), for `heads` <= HEADS rows of x; each int32 widened to float64 as it comes. */
-__attribute__((target("avx512f,avx512bw"))) static inline void
-pair_sums(const int16_t *base, Py_ssize_t step, Py_ssize_t count, const int32_t *x,
-          Py_ssize_t x_step, int heads, double *out, Py_ssize_t out_step)
-{
-    __m512d lo[HEADS], hi[HEADS];
-    for (int h = 0; h < HEADS; h++)
-        lo[h] = hi[h] = _mm512_setzero_pd();
-    for (Py_ssize_t i = 0; i < count; i++) {
-        __m512i pairs = _mm512_loadu_si512((const void *)(base + i * step));
-        for (int h = 0; h < heads; h++) {
-            __m512i sum = _mm512_madd_epi16(pairs, _mm512_set1_epi32(x[h * x_step + i]));
-            lo[h] = _mm512_add_pd(lo[h], _mm512_cvtepi32_pd(_mm512_castsi512_si256(sum)));
-            hi[h] = _mm512_add_pd(hi[h], _mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(sum, 1)));
-        }
+/* The one micro-kernel of both products: out[h][0..15] = sum over i < count of the 16 pair
+ * sums of the 32 int16 at base + i * step with x[h * x_step + i] (a pair of 16-bit
+ * integers), for `heads` <= HEADS rows of x. Each int16 y is split as 256 * (y >> 8) +
+ * (y & 255): the pair sums of the high bytes stay below 2**23 and those of the low bytes
+ * below 2**24, so SPLIT_PAIRS of them add up in int32 before they are widened (to float64,
+ * 256 * high + low, exact) — the same integers as one product at a time, with no widening
+ * per pair. MAC is pmaddwd + add, or VNNI's vpdpwssd, which fuses them. */
+#define PAIR_KERNELS(NAME, TARGET, MAC)                                                        \
+    __attribute__((target(TARGET))) static inline void pair_sums_##NAME(                       \
+        const int16_t *base, Py_ssize_t step, Py_ssize_t count, const int32_t *x,              \
+        Py_ssize_t x_step, int heads, double *out, Py_ssize_t out_step)                        \
+    {                                                                                          \
+        __m512d lo[HEADS], hi[HEADS];                                                          \
+        const __m512i low_byte = _mm512_set1_epi16(0xFF);                                      \
+        for (int h = 0; h < HEADS; h++)                                                        \
+            lo[h] = hi[h] = _mm512_setzero_pd();                                               \
+        for (Py_ssize_t i0 = 0; i0 < count; i0 += SPLIT_PAIRS) {                               \
+            Py_ssize_t i1 = i0 + SPLIT_PAIRS < count ? i0 + SPLIT_PAIRS : count;               \
+            __m512i high_sum[HEADS], low_sum[HEADS];                                           \
+            for (int h = 0; h < HEADS; h++)                                                    \
+                high_sum[h] = low_sum[h] = _mm512_setzero_si512();                             \
+            for (Py_ssize_t i = i0; i < i1; i++) {                                             \
+                __m512i pairs = _mm512_loadu_si512((const void *)(base + i * step));           \
+                __m512i high = _mm512_srai_epi16(pairs, 8);                                    \
+                __m512i low = _mm512_and_si512(pairs, low_byte);                               \
+                for (int h = 0; h < heads; h++) {                                              \
+                    __m512i xh = _mm512_set1_epi32(x[h * x_step + i]);                         \
+                    high_sum[h] = MAC(high_sum[h], high, xh);                                  \
+                    low_sum[h] = MAC(low_sum[h], low, xh);                                     \
+                }                                                                              \
+            }                                                                                  \
+            const __m512d byte = _mm512_set1_pd(256.0);                                        \
+            for (int h = 0; h < heads; h++) { /* 256 * high + low: exact in float64 */        \
+                __m512d h0 = _mm512_cvtepi32_pd(_mm512_castsi512_si256(high_sum[h]));          \
+                __m512d h1 = _mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(high_sum[h], 1));    \
+                __m512d l0 = _mm512_cvtepi32_pd(_mm512_castsi512_si256(low_sum[h]));           \
+                __m512d l1 = _mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(low_sum[h], 1));     \
+                lo[h] = _mm512_add_pd(lo[h], _mm512_add_pd(_mm512_mul_pd(h0, byte), l0));      \
+                hi[h] = _mm512_add_pd(hi[h], _mm512_add_pd(_mm512_mul_pd(h1, byte), l1));      \
+            }                                                                                  \
+        }                                                                                      \
+        for (int h = 0; h < heads; h++) {                                                      \
+            _mm512_storeu_pd(out + h * out_step, lo[h]);                                       \
+            _mm512_storeu_pd(out + h * out_step + 8, hi[h]);                                   \
+        }                                                                                      \
+    }                                                                                          \
+                                                                                               \
+    /* scores_plain, 16 keys at a time: a key's dimension pairs are L pairs apart */          \
+    __attribute__((target(TARGET))) static void scores_##NAME(                                 \
+        const int16_t *q, int G, const int16_t *kh, Py_ssize_t hd, Py_ssize_t L,               \
+        Py_ssize_t first, Py_ssize_t S, double *scores)                                        \
+    {                                                                                          \
+        for (int h0 = 0; h0 < G; h0 += HEADS) {                                                \
+            int n = G - h0 < HEADS ? G - h0 : HEADS;                                           \
+            const int32_t *q32 = (const int32_t *)(q + h0 * hd); /* pairs, by head */          \
+            Py_ssize_t j = 0;                                                                  \
+            for (; j + 16 <= S; j += 16)                                                       \
+                pair_sums_##NAME(kh + (first + j) * 2, L * 2, hd / 2, q32, hd / 2, n,          \
+                                 scores + h0 * S + j, S);                                      \
+            if (j < S) { /* the last keys, one at a time */                                    \
+                double tail[HEADS * 16];                                                       \
+                scores_plain(q + h0 * hd, n, kh, hd, L, first + j, S - j, tail);               \
+                for (int h = 0; h < n; h++)                                                    \
+                    for (Py_ssize_t t = 0; t < S - j; t++)                                     \
+                        scores[(h0 + h) * S + j + t] = tail[h * (S - j) + t];                  \
+            }                                                                                  \
+        }                                                                                      \
+    }                                                                                          \
+                                                                                               \
+    /* values_plain, 16 dimensions at a time: a dimension's position pairs are hd apart */    \
+    __attribute__((target(TARGET))) static void values_##NAME(                                 \
+        const int16_t *w, int G, const int16_t *vh, Py_ssize_t hd, Py_ssize_t a,               \
+        Py_ssize_t n, double *sums)                                                            \
+    {                                                                                          \
+        if (hd % 16) {                                                                         \
+            values_plain(w, G, vh, hd, a, n, sums);                                            \
+            return;                                                                            \
+        }                                                                                      \
+        for (int h0 = 0; h0 < G; h0 += HEADS) {                                                \
+            int heads = G - h0 < HEADS ? G - h0 : HEADS;                                       \
+            const int32_t *w32 = (const int32_t *)(w + h0 * n); /* position pairs */           \
+            for (Py_ssize_t d = 0; d < hd; d += 16)                                            \
+                pair_sums_##NAME(vh + ((a / 2) * hd + d) * 2, hd * 2, n / 2, w32, n / 2,       \
+                                 heads, sums + h0 * hd + d, hd);                               \
+        }                                                                                      \
     }
-    for (int h = 0; h < heads; h++) {
-        _mm512_storeu_pd(out + h * out_step, lo[h]);
-        _mm512_storeu_pd(out + h * out_step + 8, hi[h]);
-    }
-}
 
-/* scores_plain, 16 keys at a time: a key's dimension pairs are L pairs apart */
-__attribute__((target("avx512f,avx512bw"))) static void
-scores_avx512(const int16_t *q, int G, const int16_t *kh, Py_ssize_t hd, Py_ssize_t L,
-              Py_ssize_t first, Py_ssize_t S, double *scores)
-{
-    for (int h0 = 0; h0 < G; h0 += HEADS) {
-        int n = G - h0 < HEADS ? G - h0 : HEADS;
-        const int32_t *q32 = (const int32_t *)(q + h0 * hd); /* dimension pairs, by head */
-        Py_ssize_t j = 0;
-        for (; j + 16 <= S; j += 16)
-            pair_sums(kh + (first + j) * 2, L * 2, hd / 2, q32, hd / 2, n,
-                      scores + h0 * S + j, S);
-        if (j < S) { /* the last keys, one at a time */
-            double tail[HEADS * 16];
-            scores_plain(q + h0 * hd, n, kh, hd, L, first + j, S - j, tail);
-            for (int h = 0; h < n; h++)
-                for (Py_ssize_t t = 0; t < S - j; t++)
-                    scores[(h0 + h) * S + j + t] = tail[h * (S - j) + t];
-        }
-    }
-}
-
-/* values_plain, 16 dimensions at a time: a dimension's position pairs are hd pairs apart */
-__attribute__((target("avx512f,avx512bw"))) static void
-values_avx512(const int16_t *w, int G, const int16_t *vh, Py_ssize_t hd, Py_ssize_t a,
-              Py_ssize_t n, double *sums)
-{
-    if (hd % 16) {
-        values_plain(w, G, vh, hd, a, n, sums);
-        return;
-    }
-    for (int h0 = 0; h0 < G; h0 += HEADS) {
-        int heads = G - h0 < HEADS ? G - h0 : HEADS;
-        const int32_t *w32 = (const int32_t *)(w + h0 * n); /* weights of position pairs */
-        for (Py_ssize_t d = 0; d < hd; d += 16)
-            pair_sums(vh + ((a / 2) * hd + d) * 2, hd * 2, n / 2, w32, n / 2, heads,
-                      sums + h0 * hd + d, hd);
-    }
-}
+#define PAIR_MADD(acc, y, x) _mm512_add_epi32(acc, _mm512_madd_epi16(y, x))
+PAIR_KERNELS(avx512, "avx512f,avx512bw", PAIR_MADD)
+PAIR_KERNELS(vnni, "avx512f,avx512bw,avx512vnni", _mm512_dpwssd_epi32)
 #endif
 
 WIDEST static int attend(const Step *st, const double *q, const double *k, const double *v,
@@ -1134,13 +1162,15 @@ WIDEST static int attend(const Step *st, const double *q, const double *k, const
     Py_ssize_t start = st->start, g = H / n_kv, half = hd / 2;
     Py_ssize_t longest = st->window && st->window < start + T ? st->window : start + T;
     Py_ssize_t most = longest + 2; /* keys of a query, and the pairs of its weights */
-    int wide = forced_path < 0 || forced_path >= 2 ? best_path() >= 2 : 0;
+    int path = forced_path >= 0 ? forced_path : best_path();
     void (*scores_of)(const int16_t *, int, const int16_t *, Py_ssize_t, Py_ssize_t,
                       Py_ssize_t, Py_ssize_t, double *) = scores_plain;
     void (*values_of)(const int16_t *, int, const int16_t *, Py_ssize_t, Py_ssize_t,
                       Py_ssize_t, double *) = values_plain;
 #if defined(__x86_64__) && defined(__GNUC__)
-    if (wide)
+    if (path >= 3)
+        scores_of = scores_vnni, values_of = values_vnni;
+    else if (path == 2)
         scores_of = scores_avx512, values_of = values_avx512;
 #endif
     int failed = 0;
