@@ -7,10 +7,16 @@ and the blob's rotary tables. The same tokens give the same frequencies whether 
 evaluated all at once (prefill) or one at a time with the KV cache, alone or in a batch, on
 any thread count.
 
-Memory: the int8 matrices are the blob's own memory-mapped pages (exact.int_matmul reads
-them as they are), the rotary tables are widened a slice at a time, the KV cache holds the
-16-bit integers themselves, and (rows, V) tables are made a few rows at a time
-(SOFTMAX_BLOCK), so a run needs about the blob's size plus its caches.
+Memory: the int8 matrices are the blob's own memory-mapped pages, packed once for the
+compiled kernels (exact.Packed: the same bytes reordered, each matrix's pages dropped as it
+is packed), the rotary tables are widened a slice at a time, the KV cache holds the 16-bit
+integers themselves, and (rows, V) tables are made a few rows at a time (SOFTMAX_BLOCK), so
+a run needs about the blob's size plus its caches.
+
+Speed: with the compiled kernels (_kernels.c) every operation of a step but a few
+elementwise ones is one kernel call (products, attention, norms, the MLP's gate, the
+tables), each in the numpy path's operations and order; tests compare the two, table for
+table.
 """
 
 from __future__ import annotations
@@ -50,14 +56,15 @@ SOFTMAX_BLOCK = 1 << 17
 # 3.2 ms on one thread and 6.9 ms split over two; a 120-lane decode ran 14.4 KB/s split in
 # two pieces of at least 32 rows, 11.3-12.8 KB/s with 64.
 SPLIT_ROWS = 32
-# a KV cache up to this size is held in float64 (the default blob's 20 KB work: 23 MiB); a
-# larger one (Gemma's, 256 lanes of the default blob) in int16, widened per product
+# without the compiled kernels, a KV cache up to this size is held in float64 (the default
+# blob's 20 KB work: 23 MiB); a larger one (Gemma's, 256 lanes of the default blob) in
+# int16, widened per product. The kernels read int16 pairs (Cache.paired) whatever the size
 WIDE_CACHE_BYTES = 64 << 20
 SPLIT_ENTRIES = 1 << 16
 # table entries a thread of the compiled logits-to-frequencies must have to be worth starting
 TABLE_ENTRIES = 1 << 14
-# products of a one-token attention (lanes x keys x query heads x head size) a kernel thread
-# must have to be worth starting
+# products of the compiled attention (lanes x positions x keys x query heads x head size) a
+# kernel thread must have to be worth starting
 ATTEND_WORK = 1 << 16
 
 # logits made together: enough rows that the output matrix (V, d) is read once for several
