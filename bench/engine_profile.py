@@ -28,7 +28,6 @@ from inert.store import open_blob
 # operation -> the functions (file suffix, name) whose own time counts as it; first match wins
 OPERATIONS = {
     "integer products (kernel or BLAS)": [
-        ("", "matmul_i16_i8"),
         ("", "matmul_packed"),
         ("", "linear_packed"),
         ("", "linear"),

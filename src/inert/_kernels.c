@@ -1,13 +1,10 @@
-/* Exact integer matrix products for the engine: int16 activations x int8 weights.
+/* The engine's exact arithmetic, compiled: int16 activations x int8 weights, attention,
+ * norms, the softmax to frequency tables, the history of the work's repeats.
  *
  * out[i, j] = sum_k a[i, k] * w[j, k], exactly, written as float64 (|sum| < 2**53).
  * Integer sums have one value whatever the order, the vector width or the thread count,
  * so this returns bit for bit what the numpy path (exact.py: float64 BLAS on integer-valued
  * operands) returns, only from the int8 weights themselves: no float64 copy of the model.
- *
- * Bounds: |a| <= 32767 and |w| <= 128, so a product is below 2**22 and any sum of at most
- * CHUNK = 256 of them below 2**30: int32 holds every partial sum of a chunk, in whatever
- * order the compiler's vectorised reduction adds; chunks are then added in int64.
  *
  * Built by pip as inert._kernels when a C compiler is present (optional: exact.py falls
  * back to numpy). Compiled without fast-math and without contraction (-ffp-contract=off):
@@ -21,9 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CHUNK 256 /* products per int32 partial sum: 256 * 2**22 = 2**30 < 2**31 */
-#define ROWS 4    /* weight rows per block: widened to int16 together, read by every a row */
-
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 /* one build, the widest vector unit of the machine it runs on (chosen once at load) */
 #define WIDEST __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
@@ -31,68 +25,6 @@
 #else
 #define WIDEST
 #endif
-
-/* The ROWS dot products of every row of a (N, n) with the int16 rows w (ROWS, n). */
-WIDEST static void dots(const int16_t *a, const int16_t *w, Py_ssize_t N, Py_ssize_t n,
-                        double *out, Py_ssize_t m, Py_ssize_t j)
-{
-    const int16_t *w0 = w, *w1 = w + n, *w2 = w + 2 * n, *w3 = w + 3 * n;
-    for (Py_ssize_t i = 0; i < N; i++) {
-        const int16_t *x = a + i * n;
-        int64_t t0 = 0, t1 = 0, t2 = 0, t3 = 0;
-        for (Py_ssize_t k0 = 0; k0 < n; k0 += CHUNK) {
-            Py_ssize_t k1 = k0 + CHUNK < n ? k0 + CHUNK : n;
-            int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-            for (Py_ssize_t k = k0; k < k1; k++) {
-                int32_t v = x[k];
-                s0 += v * w0[k];
-                s1 += v * w1[k];
-                s2 += v * w2[k];
-                s3 += v * w3[k];
-            }
-            t0 += s0, t1 += s1, t2 += s2, t3 += s3;
-        }
-        double *o = out + i * m + j;
-        o[0] = (double)t0, o[1] = (double)t1, o[2] = (double)t2, o[3] = (double)t3;
-    }
-}
-
-/* out (N, m) = a (N, n) . w (m, n)^T, weight rows split among `threads` threads. */
-static int matmul(const int16_t *a, const int8_t *w, double *out, Py_ssize_t N, Py_ssize_t n,
-                  Py_ssize_t m, int threads)
-{
-    int failed = 0;
-#pragma omp parallel num_threads(threads) reduction(| : failed) if (threads > 1)
-    {
-        /* ROWS weight rows at a time, widened once and read N times from L1; a last,
-         * partial block is padded with zero rows, its extra columns written to `spare` */
-        int16_t *block = calloc((size_t)(ROWS * n), sizeof(int16_t));
-        double *spare = malloc(sizeof(double) * (size_t)(N * ROWS));
-        if (!block || !spare)
-            failed = 1;
-        else {
-#pragma omp for schedule(static)
-            for (Py_ssize_t j = 0; j < m; j += ROWS) {
-                Py_ssize_t rows = m - j < ROWS ? m - j : ROWS;
-                for (Py_ssize_t q = 0; q < rows * n; q++)
-                    block[q] = w[j * n + q];
-                for (Py_ssize_t q = rows * n; q < ROWS * n; q++)
-                    block[q] = 0;
-                if (rows == ROWS)
-                    dots(a, block, N, n, out, m, j);
-                else {
-                    dots(a, block, N, n, spare, ROWS, 0);
-                    for (Py_ssize_t i = 0; i < N; i++)
-                        for (Py_ssize_t r = 0; r < rows; r++)
-                            out[i * m + j + r] = spare[i * ROWS + r];
-                }
-            }
-        }
-        free(block);
-        free(spare);
-    }
-    return failed ? -1 : 0;
-}
 
 /* ---------------------------------------------------------------- packed products
  * The same exact products from weights packed for the vector unit (exact.Packed): panels
@@ -1316,10 +1248,10 @@ static PyObject *py_pack(PyObject *self, PyObject *args)
     return result;
 }
 
-/* The four products: a (N, n) int16 (or, `quantize`, x (N, n) float64 quantized per row and
- * the result scaled by both scales: exact.matmul_q(*exact.quantize(x), w, w_scale)) times
- * the (m, n) int8 matrix, as it is or (`packed`) in panels */
-static PyObject *product(PyObject *args, int quantize, int packed)
+/* The products: a (N, n) int16 (or, `quantize`, x (N, n) float64 quantized per row and the
+ * result scaled by both scales: exact.matmul_q(*exact.quantize(x), w, w_scale)) times the
+ * (m, n) int8 matrix in panels */
+static PyObject *product(PyObject *args, int quantize)
 {
     Py_buffer x, w, w_scale = {0}, out;
     Py_ssize_t N, n, m;
@@ -1332,7 +1264,7 @@ static PyObject *product(PyObject *args, int quantize, int packed)
     PyObject *result = NULL;
     int16_t *q = NULL;
     double *qs = NULL;
-    Py_ssize_t weights = packed ? panels_of(m) * pairs_of(n) * 2 * PANEL : m * n;
+    Py_ssize_t weights = panels_of(m) * pairs_of(n) * 2 * PANEL;
     if (N < 0 || n < 1 || m < 1 || threads < 1)
         PyErr_SetString(PyExc_ValueError, "negative size, an empty matrix or no thread");
     else if (x.len != N * n * (quantize ? 8 : 2) || w.len != weights || out.len != N * m * 8 ||
@@ -1348,8 +1280,7 @@ static PyObject *product(PyObject *args, int quantize, int packed)
         Py_BEGIN_ALLOW_THREADS
         if (quantize)
             quantize16(x.buf, q, qs, N, n);
-        status = packed ? matmul_packed(a, w.buf, y, N, n, m, threads)
-                        : matmul(a, w.buf, y, N, n, m, threads);
+        status = matmul_packed(a, w.buf, y, N, n, m, threads);
         if (!status && quantize)
             scale_products(y, qs, w_scale.buf, N, m);
         Py_END_ALLOW_THREADS
@@ -1368,10 +1299,8 @@ static PyObject *product(PyObject *args, int quantize, int packed)
     return result;
 }
 
-static PyObject *py_matmul_i16_i8(PyObject *self, PyObject *args) { return product(args, 0, 0); }
-static PyObject *py_linear(PyObject *self, PyObject *args) { return product(args, 1, 0); }
-static PyObject *py_matmul_packed(PyObject *self, PyObject *args) { return product(args, 0, 1); }
-static PyObject *py_linear_packed(PyObject *self, PyObject *args) { return product(args, 1, 1); }
+static PyObject *py_matmul_packed(PyObject *self, PyObject *args) { return product(args, 0); }
+static PyObject *py_linear_packed(PyObject *self, PyObject *args) { return product(args, 1); }
 
 static PyObject *py_set_path(PyObject *self, PyObject *args)
 {
@@ -1384,12 +1313,6 @@ static PyObject *py_set_path(PyObject *self, PyObject *args)
 }
 
 static PyMethodDef methods[] = {
-    {"matmul_i16_i8", py_matmul_i16_i8, METH_VARARGS,
-     "matmul_i16_i8(a, w, out, N, n, m, threads): out (N, m) float64 = a (N, n) int16 . "
-     "w (m, n) int8 ^T, exactly; all C-contiguous."},
-    {"linear", py_linear, METH_VARARGS,
-     "linear(x, w, w_scale, out, N, n, m, threads): out (N, m) float64 = exact.matmul_q of "
-     "x (N, n) float64 quantized per row, w (m, n) int8 and w_scale (m,) float64."},
     {"row_frequencies", py_row_frequencies, METH_VARARGS,
      "row_frequencies(logits, mass_table, out, R, V, codec): out (R, V) int64 = "
      "engine.logits_to_frequencies(logits (R, V) float64, codec)."},
@@ -1415,9 +1338,11 @@ static PyMethodDef methods[] = {
     {"pack", py_pack, METH_VARARGS,
      "pack(w, out, m, n): out = the panels of w (m, n) int8 (exact.Packed)."},
     {"matmul_packed", py_matmul_packed, METH_VARARGS,
-     "matmul_packed(a, packed, out, N, n, m, threads): matmul_i16_i8 from packed weights."},
+     "matmul_packed(a, packed, out, N, n, m, threads): out (N, m) float64 = a (N, n) int16 . "
+     "w (m, n) int8 ^T, exactly, w in panels (exact.Packed); all C-contiguous."},
     {"linear_packed", py_linear_packed, METH_VARARGS,
-     "linear_packed(x, packed, w_scale, out, N, n, m, threads): linear from packed weights."},
+     "linear_packed(x, packed, w_scale, out, N, n, m, threads): out (N, m) float64 = "
+     "exact.matmul_q of x (N, n) float64 quantized per row, w in panels and w_scale (m,)."},
     {"set_path", py_set_path, METH_VARARGS,
      "set_path(k) -> the path packed products take: 0 plain C, 1 AVX2, 2 AVX-512, 3 AVX-512 "
      "VNNI; k above what the machine has, or -1: its widest (tests try each)."},

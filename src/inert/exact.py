@@ -168,29 +168,23 @@ def int_matmul(a: np.ndarray, w: np.ndarray | Packed, threads: int = 1) -> np.nd
 
     Every product is at most 32767*128 < 2**22 in magnitude, so any partial sum of fewer
     than 2**31 terms stays below 2**53: the result is the exact integer whoever adds it. The
-    compiled kernel (_kernels.c) reads the int8 weights as they are, on `threads` threads;
-    without it, numpy widens blocks of WEIGHT_BLOCK weights to float64 for BLAS.
+    compiled kernel (_kernels.c) reads the int8 weights packed (Packed), on `threads`
+    threads; without it, numpy widens blocks of WEIGHT_BLOCK weights to float64 for BLAS.
     """
     if not isinstance(a, np.ndarray):
         return _int_matmul_xp(a, w)
-    if isinstance(w, Packed):
-        if KERNELS is None:  # a test took the kernels away: numpy's products, same bits
-            return int_matmul(a, w.plain(), threads)
-        N, n = a.shape
-        out = np.empty((N, w.shape[0]))
-        threads = max(1, min(threads, N * n * w.shape[0] // THREAD_PRODUCTS))
-        a16 = np.ascontiguousarray(a, dtype=np.int16)
-        KERNELS.matmul_packed(a16, w.panels, out, N, n, w.shape[0], threads)
-        return out
+    if isinstance(w, Packed) and KERNELS is None:  # a test took the kernels away
+        w = w.plain()
     if w.dtype != np.int8:
         raise TypeError(f"weights must be int8, not {w.dtype}")
     N, n = a.shape
     m = w.shape[0]
     out = np.empty((N, m))
-    if KERNELS is not None:
+    if KERNELS is not None:  # (the engine packs its matrices once a run; one here, for once)
+        packed = w if isinstance(w, Packed) else Packed(w)
         threads = max(1, min(threads, N * n * m // THREAD_PRODUCTS))
         a16 = np.ascontiguousarray(a, dtype=np.int16)
-        KERNELS.matmul_i16_i8(a16, np.ascontiguousarray(w), out, N, n, m, threads)
+        KERNELS.matmul_packed(a16, packed.panels, out, N, n, m, threads)
         return out
     step = max(1, WEIGHT_BLOCK // max(n, 1))
     for j in range(0, m, step):  # columns are independent: blocks change no bit
@@ -242,10 +236,8 @@ def linear(
     N, m = len(rows), w.shape[0]
     out = np.empty((N, m))
     threads = max(1, min(threads, N * n * m // THREAD_PRODUCTS))
-    if isinstance(w, Packed):
-        KERNELS.linear_packed(rows, w.panels, w_scale, out, N, n, m, threads)
-    else:
-        KERNELS.linear(rows, np.ascontiguousarray(w), w_scale, out, N, n, m, threads)
+    packed = w if isinstance(w, Packed) else Packed(w)  # the engine's are packed already
+    KERNELS.linear_packed(rows, packed.panels, w_scale, out, N, n, m, threads)
     return out.reshape(*lead, m)
 
 

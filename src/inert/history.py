@@ -25,6 +25,7 @@ from itertools import pairwise
 
 import numpy as np
 
+from . import exact
 from .engine import FREQ_TOTAL
 from .rangecoder import intervals
 
@@ -160,10 +161,8 @@ class CompiledHistory(History):
         self, vocab_size: int, orders: tuple[int, ...] = ORDERS, contexts_max: int = CONTEXTS_MAX
     ) -> None:
         super().__init__(vocab_size, orders, contexts_max)
-        from .exact import KERNELS
-
-        self._kernels = KERNELS
-        self._tables = KERNELS.history_new(
+        self._kernels = exact.KERNELS
+        self._tables = self._kernels.history_new(
             np.asarray(orders, dtype=np.int64), contexts_max, FOLLOWERS_MAX
         )
 
