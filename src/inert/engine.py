@@ -86,11 +86,11 @@ class Cache:
     """Quantized keys and values of every layer for a batch of B sequences of up to L tokens.
 
     Laid out for the products that read them: a (hd, S) or (S, hd) slice is a BLAS matrix
-    once widened to float64 (the visible part, per product). `paired` (the compiled
-    one-token attention's): int16 keys (B, n_kv, hd/2, L, 2), a key's dimensions 2d and
-    2d + 1 side by side, and values (B, n_kv, L/2, hd, 2), positions 2i and 2i + 1 side by
-    side (L even), so that one 16-bit multiply-add takes two products; `keys` and
-    `values` read either layout as (B, n_kv, hd, S) and (B, n_kv, S, hd).
+    once widened to float64 (the visible part, per product). `paired` (made where the
+    compiled kernels run, and read and written only by their attention): int16 keys
+    (B, n_kv, hd/2, L, 2), a key's dimensions 2d and 2d + 1 side by side, and values
+    (B, n_kv, L/2, hd, 2), positions 2i and 2i + 1 side by side (L even), so that one
+    16-bit multiply-add takes two products.
     """
 
     k: list[np.ndarray]  # int16, or int16 values in float64 (B, n_kv, hd, L)
@@ -113,43 +113,25 @@ class Cache:
 
     def put(self, layer: int, start: int, k: Any, ks: Any, v: Any, vs: Any) -> None:
         """Positions start.. of keys k and values v (B, T, n_kv, hd), exact integers, and
-        their scales (B, T, n_kv)."""
+        their scales (B, T, n_kv), into the layout that is not paired (the kernel writes
+        its own)."""
         order, end = exact.namespace(k).permute_dims, start + k.shape[1]
         self.k_scale[layer][..., start:end] = order(ks, (0, 2, 1))
         self.v_scale[layer][..., start:end] = order(vs, (0, 2, 1))
-        if not self.paired:
-            self.k[layer][..., start:end] = order(k, (0, 2, 3, 1))
-            self.v[layer][:, :, start:end] = order(v, (0, 2, 1, 3))
-            return
-        B, T, n_kv, hd = k.shape
-        pairs = order(k.reshape(B, T, n_kv, hd // 2, 2), (0, 2, 3, 1, 4))
-        self.k[layer][:, :, :, start:end] = pairs
-        for parity in (0, 1):  # positions beside their pair's other one
-            p = start + (parity - start) % 2  # the first of this parity
-            if p < end:
-                at = slice(p // 2, (end - 1 - parity) // 2 + 1)
-                self.v[layer][:, :, at, :, parity] = order(v[:, p - start :: 2], (0, 2, 1, 3))
+        self.k[layer][..., start:end] = order(k, (0, 2, 3, 1))
+        self.v[layer][:, :, start:end] = order(v, (0, 2, 1, 3))
 
     def keys(self, layer: int, a: int, b: int) -> Any:
         """Positions a..b-1 of the keys, (B, n_kv, hd, S) float64."""
         k = self.k[layer]
         xp = exact.namespace(k)
-        if not self.paired:
-            return xp.astype(k[..., a:b], xp.float64, copy=False)
-        B, n_kv, half = k.shape[:3]
-        rows = xp.permute_dims(k[:, :, :, a:b], (0, 1, 2, 4, 3))
-        return xp.astype(xp.reshape(rows, (B, n_kv, 2 * half, b - a)), xp.float64)
+        return xp.astype(k[..., a:b], xp.float64, copy=False)
 
     def values(self, layer: int, a: int, b: int) -> Any:
         """Positions a..b-1 of the values, (B, n_kv, S, hd) float64."""
         v = self.v[layer]
         xp = exact.namespace(v)
-        if not self.paired:
-            return xp.astype(v[:, :, a:b], xp.float64, copy=False)
-        B, n_kv, _, hd = v.shape[:4]
-        pairs = xp.permute_dims(v[:, :, a // 2 : (b + 1) // 2], (0, 1, 2, 4, 3))
-        rows = xp.reshape(pairs, (B, n_kv, -1, hd))
-        return xp.astype(rows[:, :, a % 2 : a % 2 + b - a], xp.float64)
+        return xp.astype(v[:, :, a:b], xp.float64, copy=False)
 
 
 BACKENDS = ("numpy", "torch")
@@ -194,8 +176,8 @@ class Engine:
         self.act = exact.silu if c.activation == "silu" else exact.gelu_tanh
 
     @property
-    def _step_kernel(self) -> bool:
-        """Whether the compiled one-token attention and MLP activation run (numpy backend)."""
+    def _compiled(self) -> bool:
+        """Whether the compiled kernels run (the numpy backend, where pip built them)."""
         return self.xp is np and exact.KERNELS is not None
 
     def _stack(self) -> None:
@@ -210,7 +192,7 @@ class Engine:
         with self._stacking:
             if not self._stacked:
                 self._stack_layers()
-                if self._step_kernel:
+                if self._compiled:
                     self._pack()
                 self._stacked = True
 
@@ -249,7 +231,7 @@ class Engine:
         if max_len > c.max_seq_len:
             raise ValueError(f"context of {max_len} tokens exceeds the model's {c.max_seq_len}")
         heads, n, xp, dev = (batch, c.n_kv_heads), c.n_layers, self.xp, self.device
-        paired = self._step_kernel  # the compiled attention's layout, in int16
+        paired = self._compiled  # the compiled attention's layout, in int16
         if paired:
             max_len += max_len % 2
             hd = c.head_dim
@@ -309,7 +291,7 @@ class Engine:
         q = self.projection(qkv[..., :nq], layer, "q", c.n_heads)
         k = self.projection(qkv[..., nq : nq + nk], layer, "k", n_kv)
         v = self.projection(qkv[..., nq + nk :], layer, "v", n_kv)
-        if self._step_kernel and cache.paired:
+        if cache.paired:  # made only where the compiled kernels run: their attention
             return self.linear(
                 self._attend_compiled(q, k, v, layer, cache, threads),
                 f"layers.{layer}.wo",
@@ -431,7 +413,7 @@ class Engine:
         out = self._empty(tuple(rows.shape))
         for a in range(0, len(rows), MLP_ROWS):
             gate_up = self.linear(rows[a : a + MLP_ROWS], f"layers.{layer}.w_gate_up", threads)
-            if self._step_kernel:  # act(gate) * up in one call
+            if self._compiled:  # act(gate) * up in one call
                 glu = np.empty((len(gate_up), hidden))
                 exact.KERNELS.glu(gate_up, glu, len(gate_up), hidden, self.act is exact.gelu_tanh)
             else:
@@ -489,7 +471,7 @@ class Engine:
         # With the compiled kernels a one-token step is always one call: its kernels use the
         # threads, and two calls' Python between them fought for the GIL (a 70-lane step of
         # the default blob: 1.5x faster as one call)
-        parts = 1 if T == 1 and self._step_kernel else min(B, B * T // SPLIT_ROWS)
+        parts = 1 if T == 1 and self._compiled else min(B, B * T // SPLIT_ROWS)
         self._split(B, part, parts=parts)
         cache.length += T
         return q.reshape(B * T, -1), scale.reshape(-1)
@@ -509,7 +491,7 @@ class Engine:
         block, step = table_rows(vocab), softmax_rows(vocab)
         with self._blas.limit(limits=1, user_api="blas"):
             for a in range(0, len(q), block):
-                if self._step_kernel:  # the products, then scales and frequencies in C
+                if self._compiled:  # the products, then scales and frequencies in C
                     rows = exact.int_matmul(q[a : a + block], self.weight["output"], self.threads)
                     exact.KERNELS.frequencies_q(
                         rows,
