@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from inert import codec, exact, pad, shares
+from inert.default import shipped_blob
 from inert.keyfile import parse_key
 from inert.store import open_blob
 
@@ -25,12 +26,18 @@ MODEL_KEYS = sorted(GOLDEN.glob("*.model-v1.inert")) + sorted(
     GOLDEN.glob("*.model-codec[2345].inert")
 )
 CLASSICAL_KEYS = sorted(GOLDEN.glob("prose.classical-m*.inert"))
+# keys made with every default blob inert has shipped (codecs 4 and 5): each must decode with
+# no --blob, the blob found among the package's by the id the key names
+SHIPPED_BLOB_KEYS = sorted(GOLDEN.glob("prose.default-*-codec[45].inert"))
+SHIPPED_BLOBS = ("385b71b07c0e8469", "fca6def395830456")
 
 
 def test_golden_files_are_present() -> None:
     assert len(PAD_KEYS) == 3
     assert len(MODEL_KEYS) == 20
     assert len(CLASSICAL_KEYS) == 5
+    assert {p.name.split("-")[1] for p in SHIPPED_BLOB_KEYS} == set(SHIPPED_BLOBS)
+    assert len(SHIPPED_BLOB_KEYS) == 2 * len(SHIPPED_BLOBS)
     assert len(list(GOLDEN.glob("hello.*of3.share-v1.inert"))) == 3
     assert len(list(GOLDEN.glob("hello.*of3.seedshare-v1.inert"))) == 3
 
@@ -68,6 +75,21 @@ def test_model_key_decodes_and_reencodes_identically(key_path: Path, products) -
     header, _ = parse_key(key)
     settings = codec.CodecSettings(
         segment_tokens=header.param("segment_tokens"), codec=header.param("codec")
+    )
+    assert codec.model_key(work, loaded, settings)[0] == key
+
+
+@pytest.mark.parametrize("key_path", SHIPPED_BLOB_KEYS, ids=lambda p: p.name)
+def test_keys_of_every_shipped_default_blob_decode_and_reencode(key_path: Path) -> None:
+    key = key_path.read_bytes()
+    header, _ = parse_key(key)
+    blob = shipped_blob(header.blob_id)
+    assert blob is not None, f"no shipped blob {header.blob_id.hex()}"
+    loaded = codec.load_model(blob)
+    work = (GOLDEN / "prose.model.work").read_bytes()
+    assert codec.decode_work(key, loaded) == work
+    settings = codec.CodecSettings(
+        segment_tokens=header.param("segment_tokens"), codec=header.param("codec"), smallest=False
     )
     assert codec.model_key(work, loaded, settings)[0] == key
 
