@@ -48,6 +48,7 @@ TRAIN: dict[str, tuple[str, str]] = {
     "nodejs-doc": ("nodejs-doc", "Expat/MIT (Node.js API documentation)"),
     "git-doc": ("git-doc", "GPL-2 (Git documentation)"),
     "sqlite-doc": ("sqlite3-doc", "public domain (SQLite documentation)"),
+    "django-code": ("python3-django", "BSD-3-clause (Django 3.2 source code)"),
 }
 EVAL: dict[str, tuple[str, str]] = {
     "python-docs": ("python3.11-doc", "PSF-2.0 (Python documentation)"),
@@ -159,6 +160,10 @@ CLEANERS: dict[str, Callable[[Path, Path], str]] = {
         p.read_text(errors="replace") for p in sorted(root.rglob("usr/share/doc/git-doc/*.txt"))
     ),
     "sqlite-doc": lambda root, _: html_pages_text(root / "usr/share/doc/sqlite3"),
+    # source code as people write it (the documentation sources hold only snippets)
+    "django-code": lambda root, _: "\n".join(
+        p.read_text(errors="replace") for p in sorted(root.rglob("dist-packages/django/**/*.py"))
+    ),
 }
 
 

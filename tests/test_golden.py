@@ -29,7 +29,7 @@ CLASSICAL_KEYS = sorted(GOLDEN.glob("prose.classical-m*.inert"))
 # keys made with every default blob inert has shipped (codecs 4 and 5): each must decode with
 # no --blob, the blob found among the package's by the id the key names
 SHIPPED_BLOB_KEYS = sorted(GOLDEN.glob("prose.default-*-codec[45].inert"))
-SHIPPED_BLOBS = ("385b71b07c0e8469", "fca6def395830456")
+SHIPPED_BLOBS = ("385b71b07c0e8469", "fca6def395830456", "51d995e09b52f4b2")
 
 
 def test_golden_files_are_present() -> None:
