@@ -225,7 +225,9 @@ def test_default_blob_needs_no_flag(inert, tmp_path: Path) -> None:
 
 # every default blob inert shipped before the present one (docs/DEFAULT_BLOB.md)
 @pytest.mark.parametrize("earlier_id", ["385b71b07c0e8469", "fca6def395830456"])
-def test_keys_of_an_earlier_default_blob_still_decode(inert, tmp_path: Path, earlier_id: str) -> None:
+def test_keys_of_an_earlier_default_blob_still_decode(
+    inert, tmp_path: Path, earlier_id: str
+) -> None:
     import inert as package
 
     earlier = Path(package.__file__).parent / "blobs" / f"{earlier_id}.blob"
