@@ -70,9 +70,9 @@ def test_the_history_codecs_use_the_works_repeats_across_groups(tiny, mixed, alo
 def test_unknown_codec_is_refused(tiny) -> None:
     key, _ = codec.model_key(b"some text", tiny, codec.CodecSettings(codec=1))
     header, payload = parse_key(key)
-    params = (*header.params[:2], 6)
+    params = (*header.params[:2], 7)
     forged = replace(header, params=params).to_bytes() + bytes(payload)
-    with pytest.raises(KeyFormatError, match="codec version 6"):
+    with pytest.raises(KeyFormatError, match="codec version 7"):
         codec.decode_work(forged, tiny)
 
 

@@ -447,6 +447,63 @@ static PyObject *py_frequencies_q(PyObject *self, PyObject *args)
     return result;
 }
 
+/* ---------------------------------------------------------------- calibration
+ * Codec 6's calibrated tables (calibration.py): per row, g = 1 + trunc(f * w) and S = Σ g
+ * (exact integers), then f' = 1 + trunc(g * ((total - V) / S)) and the remainder to the first
+ * largest f'; or (running) the inclusive running sums of f'. Each float64 operation is one
+ * IEEE rounding (-ffp-contract=off: no fused multiply-add), as numpy's. */
+WIDEST static void calibrate_row(const int64_t *f, const double *w, Py_ssize_t V, int64_t total,
+                                 int64_t *out, int running)
+{
+    int64_t sum_g = 0;
+    for (Py_ssize_t v = 0; v < V; v++) {
+        out[v] = 1 + (int64_t)((double)f[v] * w[v]);
+        sum_g += out[v];
+    }
+    double share = (double)(total - V) / (double)sum_g;
+    int64_t sum = 0, best = -1;
+    Py_ssize_t top = 0;
+    for (Py_ssize_t v = 0; v < V; v++) {
+        out[v] = 1 + (int64_t)((double)out[v] * share);
+        sum += out[v];
+        if (out[v] > best)
+            best = out[v], top = v;
+    }
+    out[top] += total - sum;
+    for (Py_ssize_t v = 1; running && v < V; v++)
+        out[v] += out[v - 1];
+}
+
+static PyObject *py_calibrate(PyObject *self, PyObject *args)
+{
+    Py_buffer freq, w, out;
+    Py_ssize_t R, V;
+    long long total;
+    int threads, running;
+    if (!PyArg_ParseTuple(args, "y*y*w*nnLip", &freq, &w, &out, &R, &V, &total, &threads,
+                          &running))
+        return NULL;
+    PyObject *result = NULL;
+    if (R < 0 || V < 1 || threads < 1 || total <= V)
+        PyErr_SetString(PyExc_ValueError, "no rows, no vocabulary, no thread or a small total");
+    else if (freq.len != R * V * 8 || out.len != R * V * 8 || w.len != V * 8)
+        PyErr_SetString(PyExc_ValueError, "buffer sizes do not match (R, V)");
+    else {
+        const int64_t *f = freq.buf;
+        int64_t *o = out.buf;
+        Py_BEGIN_ALLOW_THREADS
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
+        for (Py_ssize_t r = 0; r < R; r++)
+            calibrate_row(f + r * V, w.buf, V, total, o + r * V, running);
+        Py_END_ALLOW_THREADS
+        result = Py_NewRef(Py_None);
+    }
+    PyBuffer_Release(&freq);
+    PyBuffer_Release(&w);
+    PyBuffer_Release(&out);
+    return result;
+}
+
 /* ---------------------------------------------------------------- decoding a symbol
  * history.mixed_cumulative's running sum of one row of the coded table (codecs 4 and 5),
  * searched for the symbol whose interval holds `target` without making the row: at x,
@@ -1321,6 +1378,8 @@ static PyMethodDef methods[] = {
      "running): out (R, V) int64 = the frequencies of the logits (acc * q_scale) * w_scale, "
      "soft-capped (engine.tables), or (running) their inclusive running sums; acc (R, V) "
      "float64 is overwritten."},
+    {"calibrate", py_calibrate, METH_VARARGS,
+     "codec 6's calibrated tables (calibration.py), or their running sums"},
     {"mixed_find", py_mixed_find, METH_VARARGS,
      "mixed_find(cumulative, keep, tokens, amounts, target) -> (symbol, start, size): the "
      "symbol of the coded table (history.mixed_cumulative of the model's inclusive running "

@@ -29,7 +29,8 @@ import constriction
 import numpy as np
 
 from . import classical, exact, rangecoder
-from .engine import FREQ_TOTALS, Engine, table_rows
+from .calibration import Calibration
+from .engine import FREQ_TOTALS, Cache, Engine, table_rows
 from .errors import ChecksumError, InertError, KeyFormatError
 from .history import (
     CONTEXTS_MAX_OF,
@@ -45,6 +46,7 @@ from .history import (
     mixed_cumulative,
     mixed_intervals,
     replay,
+    replay_steps,
     rows_of,
     sparse,
 )
@@ -68,12 +70,15 @@ from .streams import Progress
 # with the repeats of contexts of 1, 2, 3, 4 and 6 tokens mixed into the tables' running
 # sums. Version 5: version 4 with contexts of up to 24 tokens, remembered across a megabyte,
 # and each order's weight learned from how well it has predicted (history.Weights).
+# Version 6: version 4's mix on the model's tables calibrated to the work's own token counts
+# (calibration.py).
 # Changing any of these changes keys: add a version, and keep decoding every earlier one.
 CODEC_VERSION = 4
-CODECS = (1, 2, 3, 4, 5)
-HISTORY_CODECS = (2, 4, 5)
+CODECS = (1, 2, 3, 4, 5, 6)
+HISTORY_CODECS = (2, 4, 5, 6)
 LEARNING_CODECS = (5,)  # their history's weights are learned from the model's tables
-TABLE_CODEC = {1: 1, 2: 2, 3: 3, 4: 3, 5: 3}  # the engine's table arithmetic of each codec
+CALIBRATED_CODECS = (6,)  # their model's tables are calibrated to the work (calibration.py)
+TABLE_CODEC = {1: 1, 2: 2, 3: 3, 4: 3, 5: 3, 6: 3}  # the engine's table arithmetic of each
 T = TypeVar("T")
 
 
@@ -270,19 +275,7 @@ class LearnedMix:
     def replay_group(self, g: int) -> list[list[Predictions]]:
         """The history's predictions at each step of group g (the steps' lanes), and the
         group learned: what needs no model, so it can run while the engine does."""
-        history, work = self.history, self._work
-        back = history.longest
-        firsts = [a for a, _ in self.groups[g]]
-        lengths = [b - a for a, b in self.groups[g]]
-        steps = []
-        for t in range(max(lengths)):
-            lanes = sum(1 for n in lengths if t < n)  # a prefix: only the last is shorter
-            contexts = history.contexts(
-                [work[a + max(0, t - back) : a + t] for a in firsts[:lanes]]
-            )
-            steps.append(history.predict(list(range(lanes)), contexts))
-            history.learn(contexts, [work[a + t] for a in firsts[:lanes]])
-        return steps
+        return replay_steps(self.history, self._work, self.groups[g])
 
     def mix_group(self, g: int, steps: list[list[Predictions]]) -> None:
         """Group g's coded intervals, its model intervals known and its steps replayed."""
@@ -467,11 +460,98 @@ def stream_intervals(
     table."""
     if settings.codec in LEARNING_CODECS:
         return _learned_intervals(engine, tokens, settings, progress)
+    if settings.codec in CALIBRATED_CODECS:
+        return _calibrated_intervals(engine, tokens, settings, progress)
     starts = np.zeros(len(tokens), dtype=np.int64)
     sizes = np.ones(len(tokens), dtype=np.int64)
     for first, start, size in token_intervals(engine, tokens, settings, progress):
         starts[first : first + len(start)] = start
         sizes[first : first + len(size)] = size
+    return starts, sizes
+
+
+@dataclass
+class Step:
+    """One lockstep step of codec 6's encoder: the work positions of its lanes, the model's
+    tables there (uncalibrated, (lanes, V) int64) and each token's coded interval."""
+
+    at: np.ndarray
+    freq: np.ndarray
+    start: np.ndarray
+    size: np.ndarray
+
+
+def calibrated_steps(engine: Engine, tokens: np.ndarray, settings: CodecSettings) -> Iterator[Step]:
+    """Codec 6's steps in the lockstep decoder's order. A calibrated table depends on every
+    token decoded before it, so tables are made a step at a time (all lanes of the group
+    at one position) from the group's final states, which one pass of the engine makes; the
+    history of the group is replayed by a helper meanwhile."""
+    vocab, size = engine.config.vocab_size, settings.segment_tokens
+    calibration = Calibration(vocab, engine.threads)
+    history = new_history(vocab, 6)
+    work = tokens.tolist()
+    bounds = segment_bounds(len(tokens), size)
+    with ThreadPoolExecutor(1) as helper:
+        for first in range(0, len(bounds), GROUP):
+            group = bounds[first : first + GROUP]
+            replayed = helper.submit(replay_steps, history, work, group)
+            q, scale, offsets = group_states(engine, tokens, group, encode_batch_for(settings))
+            firsts = np.array([a for a, _ in group], dtype=np.int64)
+            lengths = np.array([b - a for a, b in group], dtype=np.int64)
+            for t, predictions in enumerate(replayed.result()):
+                lanes = int(np.count_nonzero(lengths > t))  # a prefix: the last is shorter
+                at, rows = firsts[:lanes] + t, offsets[:lanes] + t
+                symbols = tokens[at]
+                freq = engine.tables(_take(q, rows), _take(scale, rows), TABLE_CODEC[6])
+                coded = calibration.apply(freq)
+                start, size_ = mixed_intervals(coded, symbols, predictions, rangecoder.TOTAL)
+                yield Step(at, freq, start, size_)
+                calibration.learn(freq, symbols)
+
+
+def group_states(
+    engine: Engine, tokens: np.ndarray, group: list[tuple[int, int]], batch: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The quantized final states (n, d) and scales (n,) of every token of a group of
+    segments, segment after segment (`batch` segments of one length per pass of the
+    engine), and where each segment's rows start (segments,)."""
+    bos = engine.config.bos_token_id
+    states, scales = [], []
+    for m in range(0, len(group), batch):
+        members = group[m : m + batch]
+        for part in (
+            [(a, b) for a, b in members if b - a == members[0][1] - members[0][0]],
+            [(a, b) for a, b in members if b - a != members[0][1] - members[0][0]],
+        ):
+            if part:
+                inputs = np.stack([np.concatenate([[bos], tokens[a : b - 1]]) for a, b in part])
+                q, scale = engine.final_states(inputs, engine.new_cache(*inputs.shape))
+                states.append(q)
+                scales.append(scale)
+    xp = exact.namespace(states[0])
+    offsets = np.cumsum([0] + [b - a for a, b in group[:-1]], dtype=np.int64)
+    return xp.concat(states), xp.concat(scales), offsets
+
+
+def _take(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """x[rows] of a numpy array or a torch backend's tensor."""
+    if isinstance(x, np.ndarray):
+        return x[rows]
+    import torch
+
+    return x[torch.as_tensor(rows, device=x.device)]
+
+
+def _calibrated_intervals(
+    engine: Engine, tokens: np.ndarray, settings: CodecSettings, progress: Progress | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Codec 6: each token's interval in its coded table, work order."""
+    starts = np.zeros(len(tokens), dtype=np.int64)
+    sizes = np.ones(len(tokens), dtype=np.int64)
+    for step in calibrated_steps(engine, tokens, settings):
+        starts[step.at], sizes[step.at] = step.start, step.size
+        if progress:
+            progress(len(step.at))
     return starts, sizes
 
 
@@ -617,6 +697,8 @@ def decode_segments(
     bounds = segment_bounds(token_count, segment_tokens)
     history = new_history(engine.config.vocab_size, codec) if codec in HISTORY_CODECS else None
     weights = Weights(ORDERS_OF[codec]) if codec in LEARNING_CODECS else None
+    vocab = engine.config.vocab_size
+    calibration = Calibration(vocab, engine.threads) if codec in CALIBRATED_CODECS else None
     stream = code if isinstance(code, rangecoder.Decoder) else None
     lanes = lanes if codec == 1 else GROUP
     with ThreadPoolExecutor(1) as ahead:
@@ -629,7 +711,7 @@ def decode_segments(
             else:
                 readers = stream
             yield from _decode_group(
-                engine, group, readers, codec, history, weights, ahead, progress
+                engine, group, readers, codec, history, weights, calibration, ahead, progress
             )
 
 
@@ -643,6 +725,7 @@ def _decode_group(
     codec: int,
     history: History | None,
     weights: Weights | None,
+    calibration: Calibration | None,
     ahead: ThreadPoolExecutor,
     progress: Progress | None,
 ) -> Iterator[np.ndarray]:
@@ -659,10 +742,10 @@ def _decode_group(
         if len(live) < cache.k[0].shape[0]:  # last segment is shorter, and the engine is
             cache = cache.rows(0, len(live))  # batch-invariant: finished lanes are dropped
         # the engine evaluates this step while the history catches up and predicts; the
-        # one stream (codecs 3-5) searches the tables' running sums
+        # one stream (codecs 3-6) searches the tables' running sums
         one_stream = isinstance(readers, rangecoder.Decoder)
         pending = ahead.submit(
-            engine.frequencies, step_input[: len(live)], cache, TABLE_CODEC[codec], one_stream
+            _step_tables, engine, step_input[: len(live)], cache, codec, one_stream, calibration
         )
         if history:
             if learned:
@@ -673,15 +756,17 @@ def _decode_group(
         if one_stream:
             vocab = engine.config.vocab_size
             part = sparse(predictions, len(live), vocab, rangecoder.TOTAL, learned)
-            cumulative = pending.result()[:, 0]  # (lanes, V) int64
+            model, cumulative = pending.result()  # (lanes, V) int64
             out[live, step] = symbols = _read_step(readers, cumulative, part)
+            if calibration is not None:
+                calibration.learn(model, symbols)
             if weights is not None and learned is not None:
                 rows = np.arange(len(live))
                 below = np.where(symbols > 0, cumulative[rows, symbols - 1], 0)
                 chosen = cumulative[rows, symbols] - below
                 weights.learn(predictions, learned, symbols, chosen, rangecoder.TOTAL)
         else:
-            freq = pending.result()[:, 0]  # (lanes, V) int64
+            freq = pending.result()[1]  # (lanes, V) int64
             out[live, step] = _read_lanes(readers, freq, predictions, step)
         if history:
             learned = (contexts, out[live, step].tolist())
@@ -692,6 +777,22 @@ def _decode_group(
         history.learn(*learned)
     for lane, n in enumerate(lengths):
         yield out[lane, :n]
+
+
+def _step_tables(
+    engine: Engine,
+    step_input: np.ndarray,
+    cache: Cache,
+    codec: int,
+    running: bool,
+    calibration: Calibration | None,
+) -> tuple[np.ndarray | None, np.ndarray]:
+    """One lockstep step's tables (lanes, V) int64 as its codec codes them (or, `running`,
+    their running sums), and (codec 6) the model's own, which calibration learns from."""
+    if calibration is None:
+        return None, engine.frequencies(step_input, cache, TABLE_CODEC[codec], running)[:, 0]
+    model = engine.frequencies(step_input, cache, TABLE_CODEC[codec])[:, 0]
+    return model, calibration.apply(model, running)
 
 
 def _read_step(stream: rangecoder.Decoder, cumulative: np.ndarray, part: Sparse) -> np.ndarray:

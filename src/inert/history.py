@@ -35,12 +35,13 @@ GROUP = 256  # segments decoded in lockstep, sharing one history as they go
 # model (the continuation of the last occurrence of the 12 tokens before) and weights adapted
 # online gained nothing more measurable over them (bench notes in the README)
 ORDERS_OF = {2: (1, 2, 3), 4: (1, 2, 3, 4, 6), 5: (1, 2, 3, 4, 6, 8, 12, 16, 24)}
+ORDERS_OF[6] = ORDERS_OF[4]  # codec 6 mixes codec 4's history into calibrated tables
 ORDERS = ORDERS_OF[2]
 FOLLOWERS_MAX = 32  # distinct followers a context records: bounds the work per token
 # contexts an order holds before it starts afresh: bounds memory (codec 5: a work's repeats
 # a megabyte apart are still remembered)
 CONTEXTS_MAX = 1 << 16
-CONTEXTS_MAX_OF = {2: CONTEXTS_MAX, 4: CONTEXTS_MAX, 5: 1 << 20}
+CONTEXTS_MAX_OF = {2: CONTEXTS_MAX, 4: CONTEXTS_MAX, 5: 1 << 20, 6: CONTEXTS_MAX}
 WEIGHT_ONE = 1 << 16  # a context's weight is a fraction of this
 WEIGHT_MAX = 63570  # round(0.97 * 2**16)
 WEIGHT_PRIOR = 4  # weight = WEIGHT_MAX * (top count) // (seen + 4): sure, and seen often
@@ -212,6 +213,24 @@ def replay(history: History, segments: list[list[int]]) -> list[list[Predictions
         for i in range(len(history.orders))
     ]
     return [[per_order[i][j] for i in range(len(history.orders))] for j in range(len(segments))]
+
+
+def replay_steps(
+    history: History, work: list[int], group: list[tuple[int, int]]
+) -> list[list[Predictions]]:
+    """The encoder's side, step by step: the predictions (one per order, rows: the step's
+    lanes) at each position of a group of segments (their bounds in the work), the group
+    learned as the decoder learns it."""
+    back = history.longest
+    firsts = [a for a, _ in group]
+    lengths = [b - a for a, b in group]
+    steps = []
+    for t in range(max(lengths, default=0)):
+        lanes = sum(1 for n in lengths if t < n)  # a prefix: only the last is shorter
+        contexts = history.contexts([work[a + max(0, t - back) : a + t] for a in firsts[:lanes]])
+        steps.append(history.predict(list(range(lanes)), contexts))
+        history.learn(contexts, [work[a + t] for a in firsts[:lanes]])
+    return steps
 
 
 def _by_segment(steps: list[tuple[int, Predictions]], count: int) -> list[Predictions]:

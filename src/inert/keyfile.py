@@ -248,7 +248,7 @@ def parse_key(data: bytes) -> tuple[KeyHeader, memoryview]:
 # ---------------------------------------------------------------------------- model payloads
 
 
-STREAM_CODECS = (3, 4, 5)  # model codecs whose payload is one stream of inert's range coder
+STREAM_CODECS = (3, 4, 5, 6)  # model codecs whose payload is one stream of inert's range coder
 
 
 def check_stream(payload: bytes | memoryview) -> bytes:

@@ -19,12 +19,14 @@ from typing import BinaryIO
 import numpy as np
 
 from .codec import (
+    CALIBRATED_CODECS,
     LEARNING_CODECS,
     TABLE_CODEC,
     CodecSettings,
     LearnedMix,
     LoadedModel,
     SegmentCoder,
+    calibrated_steps,
     coded_tables,
     stream_code,
 )
@@ -152,22 +154,20 @@ def build_ledger(
     vocab_size = loaded.model.config.vocab_size
     learning = settings.codec in LEARNING_CODECS  # codec 5: the model's tables, then the mix
     model = replace(settings, codec=3) if learning else settings
-    for tables in coded_tables(loaded.engine, tokens, model):
+    calibrated = settings.codec in CALIBRATED_CODECS
+    if calibrated:  # codec 6: its tables are made a lockstep step at a time
+        for step in calibrated_steps(loaded.engine, tokens, settings):
+            _judge(book, step.at, step.freq, total, k)
+            starts[step.at], sizes[step.at] = step.start, step.size
+        coded[:] = -np.log2(sizes / total)
+        if on_rows and T:
+            for a in range(0, (T - 1) // segment_tokens * segment_tokens, segment_tokens):
+                on_rows(book, a, a + segment_tokens)
+    for tables in [] if calibrated else coded_tables(loaded.engine, tokens, model):
         freq, start = tables.freq, tables.first
         rows, end = np.arange(len(freq)), start + len(freq)
         symbols = tokens[start:end]
-        chosen = freq[rows, symbols]  # (n,) int64, under the blob alone
-        bits[start:end] = -np.log2(chosen / total)
-        best = top_tokens(freq, k)
-        top_freq = np.take_along_axis(freq, best, axis=1)  # (n, k)
-        top_ids[start:end] = best
-        top_bits[start:end] = -np.log2(top_freq / total)
-        # rank = 1 + tokens strictly more likely: all among the k best when the token is as
-        # likely as the k-th; only the other rows need counting over the whole vocabulary
-        rank = 1 + np.sum(top_freq > chosen[:, None], axis=1)
-        below = np.flatnonzero(chosen < top_freq[:, -1])
-        rank[below] = 1 + np.sum(freq[below] > chosen[below, None], axis=1)
-        ranks[start:end] = rank
+        _judge(book, np.arange(start, end), freq, total, k)
         if stream:  # the coded interval of each token; one stream, coded at the end
             lo, size = mixed_intervals(freq, symbols, tables.predictions, total)
             starts[start:end], sizes[start:end] = lo, size
@@ -203,6 +203,24 @@ def build_ledger(
             last_segment = (T - 1) // segment_tokens * segment_tokens
             on_rows(book, last_segment, T)
     return book
+
+
+def _judge(book: Ledger, at: np.ndarray, freq: np.ndarray, total: int, k: int) -> None:
+    """The ledger's view of the blob alone at the work positions `at` (n,), whose tokens the
+    model's tables freq (n, V) predicted: each token's bits, rank and the k best tokens."""
+    rows = np.arange(len(freq))
+    chosen = freq[rows, book.token_ids[at]]  # (n,) int64, under the blob alone
+    book.bits[at] = -np.log2(chosen / total)
+    best = top_tokens(freq, k)
+    top_freq = np.take_along_axis(freq, best, axis=1)  # (n, k)
+    book.top_ids[at] = best
+    book.top_bits[at] = -np.log2(top_freq / total)
+    # rank = 1 + tokens strictly more likely: all among the k best when the token is as
+    # likely as the k-th; only the other rows need counting over the whole vocabulary
+    rank = 1 + np.sum(top_freq > chosen[:, None], axis=1)
+    below = np.flatnonzero(chosen < top_freq[:, -1])
+    rank[below] = 1 + np.sum(freq[below] > chosen[below, None], axis=1)
+    book.ranks[at] = rank
 
 
 ROW_FIELDS = ("token_ids", "starts", "ends", "bits", "coded_bits", "flush_bits", "ranks")
