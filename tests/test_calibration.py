@@ -63,8 +63,16 @@ def test_calibrated_tables_are_the_specs(monkeypatch, compiled: bool) -> None:
         got = c.apply(freq)
         assert got.tolist() == want
         assert np.all(got.sum(axis=1) == TOTAL) and got.min() >= 1
-        assert c.apply(freq, running=True).tolist() == np.cumsum(want, axis=1).tolist()
-        c.learn(freq, rng.integers(0, vocab, size=5))
+        running = np.cumsum(want, axis=1)
+        assert c.apply(freq, running=True).tolist() == running.tolist()
+        symbols = rng.integers(0, vocab, size=5)
+        symbols[0] = np.argmax(want[0])  # the entry that took the remainder
+        symbols[1] = 0
+        start, size = c.intervals(freq, symbols)
+        rows = np.arange(5)
+        assert size.tolist() == np.asarray(want)[rows, symbols].tolist()
+        assert (start + size).tolist() == running[rows, symbols].tolist()
+        c.learn(freq, symbols)
 
 
 def test_calibration_moves_mass_to_what_the_work_uses() -> None:

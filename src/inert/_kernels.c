@@ -504,6 +504,72 @@ static PyObject *py_calibrate(PyObject *self, PyObject *args)
     return result;
 }
 
+/* The interval (start, size) of symbol x in the calibrated table of f (the table itself not
+ * made): the same two passes, the start summed on the way, the remainder added where the
+ * first largest entry lies. */
+WIDEST static void calibrated_interval(const int64_t *f, const double *w, Py_ssize_t V,
+                                       int64_t total, int64_t x, int64_t *start, int64_t *size)
+{
+    int64_t sum_g = 0;
+    for (Py_ssize_t v = 0; v < V; v++)
+        sum_g += 1 + (int64_t)((double)f[v] * w[v]);
+    double share = (double)(total - V) / (double)sum_g;
+    int64_t sum = 0, best = -1, below = 0, at = 0;
+    Py_ssize_t top = 0;
+    for (Py_ssize_t v = 0; v < V; v++) {
+        int64_t g = 1 + (int64_t)((double)f[v] * w[v]);
+        int64_t entry = 1 + (int64_t)((double)g * share);
+        sum += entry;
+        if (v < x)
+            below += entry;
+        else if (v == x)
+            at = entry;
+        if (entry > best)
+            best = entry, top = v;
+    }
+    int64_t rest = total - sum;
+    *start = below + (top < x ? rest : 0);
+    *size = at + (top == x ? rest : 0);
+}
+
+static PyObject *py_calibrated_intervals(PyObject *self, PyObject *args)
+{
+    Py_buffer freq, w, symbols, starts, sizes;
+    Py_ssize_t R, V;
+    long long total;
+    int threads;
+    if (!PyArg_ParseTuple(args, "y*y*y*w*w*nnLi", &freq, &w, &symbols, &starts, &sizes, &R, &V,
+                          &total, &threads))
+        return NULL;
+    PyObject *result = NULL;
+    const int64_t *x = symbols.buf;
+    int bad = 0;
+    for (Py_ssize_t r = 0; symbols.len == R * 8 && r < R; r++)
+        bad |= x[r] < 0 || x[r] >= V;
+    if (R < 0 || V < 1 || threads < 1 || total <= V || bad)
+        PyErr_SetString(PyExc_ValueError, "no rows, no vocabulary, no thread, a small total "
+                                          "or a symbol outside the vocabulary");
+    else if (freq.len != R * V * 8 || w.len != V * 8 || symbols.len != R * 8 ||
+             starts.len != R * 8 || sizes.len != R * 8)
+        PyErr_SetString(PyExc_ValueError, "buffer sizes do not match (R, V)");
+    else {
+        const int64_t *f = freq.buf;
+        int64_t *lo = starts.buf, *n = sizes.buf;
+        Py_BEGIN_ALLOW_THREADS
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
+        for (Py_ssize_t r = 0; r < R; r++)
+            calibrated_interval(f + r * V, w.buf, V, total, x[r], lo + r, n + r);
+        Py_END_ALLOW_THREADS
+        result = Py_NewRef(Py_None);
+    }
+    PyBuffer_Release(&freq);
+    PyBuffer_Release(&w);
+    PyBuffer_Release(&symbols);
+    PyBuffer_Release(&starts);
+    PyBuffer_Release(&sizes);
+    return result;
+}
+
 /* ---------------------------------------------------------------- decoding a symbol
  * history.mixed_cumulative's running sum of one row of the coded table (codecs 4 and 5),
  * searched for the symbol whose interval holds `target` without making the row: at x,
@@ -1380,6 +1446,8 @@ static PyMethodDef methods[] = {
      "float64 is overwritten."},
     {"calibrate", py_calibrate, METH_VARARGS,
      "codec 6's calibrated tables (calibration.py), or their running sums"},
+    {"calibrated_intervals", py_calibrated_intervals, METH_VARARGS,
+     "each symbol's interval in its calibrated table (calibration.py)"},
     {"mixed_find", py_mixed_find, METH_VARARGS,
      "mixed_find(cumulative, keep, tokens, amounts, target) -> (symbol, start, size): the "
      "symbol of the coded table (history.mixed_cumulative of the model's inclusive running "

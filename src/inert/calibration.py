@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import exact
-from .rangecoder import TOTAL
+from .rangecoder import TOTAL, intervals
 
 WEIGHT_CAP = float(1 << 20)  # w at most: g = 1 + trunc(f w) and Σ g stay below 2^52
 
@@ -56,6 +56,20 @@ class Calibration:
             return out
         out = calibrated(freq, w)
         return np.cumsum(out, axis=1, out=out) if running else out
+
+    def intervals(self, freq: np.ndarray, symbols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each symbol's interval (start, size) (R,) int64 in its row of the calibrated
+        tables of freq (R, V): what an encoder needs, without making the tables."""
+        freq = np.ascontiguousarray(freq, dtype=np.int64)
+        symbols = np.ascontiguousarray(symbols, dtype=np.int64)
+        if exact.KERNELS is None:
+            return intervals(calibrated(freq, self.weights()), symbols)
+        start, size = np.empty_like(symbols), np.empty_like(symbols)
+        threads = max(1, min(self.threads, freq.size >> 18))
+        exact.KERNELS.calibrated_intervals(
+            freq, self.weights(), symbols, start, size, *freq.shape, TOTAL, threads
+        )
+        return start, size
 
     def learn(self, freq: np.ndarray, symbols: np.ndarray) -> None:
         """After a step: rows of the model's (uncalibrated) tables freq coded symbols."""

@@ -473,7 +473,8 @@ def stream_intervals(
 @dataclass
 class Step:
     """One lockstep step of codec 6's encoder: the work positions of its lanes, the model's
-    tables there (uncalibrated, (lanes, V) int64) and each token's coded interval."""
+    tables there (uncalibrated, (lanes, V) int64) and each token's interval in its
+    calibrated table (the work's repeats not yet mixed in: mix_repeats)."""
 
     at: np.ndarray
     freq: np.ndarray
@@ -483,30 +484,67 @@ class Step:
 
 def calibrated_steps(engine: Engine, tokens: np.ndarray, settings: CodecSettings) -> Iterator[Step]:
     """Codec 6's steps in the lockstep decoder's order. A calibrated table depends on every
-    token decoded before it, so tables are made a step at a time (all lanes of the group
-    at one position) from the group's final states, which one pass of the engine makes; the
-    history of the group is replayed by a helper meanwhile."""
+    token decoded before it, so tables are made a step at a time (all lanes of a group at
+    one position) from the group's final states, which one pass of the engine makes."""
     vocab, size = engine.config.vocab_size, settings.segment_tokens
     calibration = Calibration(vocab, engine.threads)
-    history = new_history(vocab, 6)
-    work = tokens.tolist()
     bounds = segment_bounds(len(tokens), size)
-    with ThreadPoolExecutor(1) as helper:
-        for first in range(0, len(bounds), GROUP):
-            group = bounds[first : first + GROUP]
-            replayed = helper.submit(replay_steps, history, work, group)
-            q, scale, offsets = group_states(engine, tokens, group, encode_batch_for(settings))
-            firsts = np.array([a for a, _ in group], dtype=np.int64)
-            lengths = np.array([b - a for a, b in group], dtype=np.int64)
-            for t, predictions in enumerate(replayed.result()):
-                lanes = int(np.count_nonzero(lengths > t))  # a prefix: the last is shorter
-                at, rows = firsts[:lanes] + t, offsets[:lanes] + t
-                symbols = tokens[at]
-                freq = engine.tables(_take(q, rows), _take(scale, rows), TABLE_CODEC[6])
-                coded = calibration.apply(freq)
-                start, size_ = mixed_intervals(coded, symbols, predictions, rangecoder.TOTAL)
-                yield Step(at, freq, start, size_)
-                calibration.learn(freq, symbols)
+    for first in range(0, len(bounds), GROUP):
+        group = bounds[first : first + GROUP]
+        states = group_states(engine, tokens, group, encode_batch_for(settings))
+        firsts = np.array([a for a, _ in group], dtype=np.int64)
+        longest, last = group[0][1] - group[0][0], group[-1][1] - group[-1][0]
+        lanes = [len(group) - (t >= last) for t in range(longest)]  # only the last is shorter
+        for t, model in ahead(_step_tables_of(engine, states, lanes)):
+            at = firsts[: lanes[t]] + t
+            symbols = tokens[at]
+            start, size_ = calibration.intervals(model, symbols)
+            yield Step(at, model, start, size_)
+            calibration.learn(model, symbols)
+
+
+def mix_repeats(
+    tokens: np.ndarray, starts: np.ndarray, sizes: np.ndarray, segment_tokens: int, vocab: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Codec 6's coded intervals (N,) from each token's interval in its calibrated table:
+    codec 4's mix of the work's repeats, group after group, segment by segment (the mix is
+    row by row, so the order the rows are mixed in changes nothing)."""
+    history = new_history(vocab, 6)
+    out_starts, out_sizes = starts.copy(), sizes.copy()
+    bounds = segment_bounds(len(tokens), segment_tokens)
+    for first in range(0, len(bounds), GROUP):
+        group = bounds[first : first + GROUP]
+        found = replay(history, [tokens[a:b].tolist() for a, b in group])
+        for (a, b), predictions in zip(group, found, strict=True):
+            part = sparse(predictions, b - a, vocab, rangecoder.TOTAL)
+            out_starts[a:b], out_sizes[a:b] = mix_interval(
+                starts[a:b], sizes[a:b], tokens[a:b], part
+            )
+    return out_starts, out_sizes
+
+
+def _step_tables_of(
+    engine: Engine, states: tuple[np.ndarray, np.ndarray, np.ndarray], lanes: list[int]
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Each step's model tables (lanes, V) int64 from a group's final states: several
+    steps' rows made in one call of the engine (up to table_rows), handed over step by
+    step."""
+    q, scale, offsets = states
+    most = table_rows(engine.config.vocab_size)
+    t = 0
+    while t < len(lanes):
+        steps = [t]
+        while (
+            steps[-1] + 1 < len(lanes)
+            and sum(lanes[s] for s in steps) + lanes[steps[-1] + 1] <= most
+        ):
+            steps.append(steps[-1] + 1)
+        rows = np.concatenate([offsets[: lanes[s]] + s for s in steps])
+        freq = engine.tables(_take(q, rows), _take(scale, rows), TABLE_CODEC[6])
+        cuts = np.cumsum([0] + [lanes[s] for s in steps])
+        for s, a, b in zip(steps, cuts[:-1], cuts[1:], strict=True):
+            yield s, freq[a:b]
+        t = steps[-1] + 1
 
 
 def group_states(
@@ -552,7 +590,8 @@ def _calibrated_intervals(
         starts[step.at], sizes[step.at] = step.start, step.size
         if progress:
             progress(len(step.at))
-    return starts, sizes
+    vocab = engine.config.vocab_size
+    return mix_repeats(tokens, starts, sizes, settings.segment_tokens, vocab)
 
 
 def _learned_intervals(

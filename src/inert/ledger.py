@@ -28,6 +28,7 @@ from .codec import (
     SegmentCoder,
     calibrated_steps,
     coded_tables,
+    mix_repeats,
     stream_code,
 )
 from .engine import FREQ_TOTALS
@@ -159,6 +160,7 @@ def build_ledger(
         for step in calibrated_steps(loaded.engine, tokens, settings):
             _judge(book, step.at, step.freq, total, k)
             starts[step.at], sizes[step.at] = step.start, step.size
+        starts, sizes = mix_repeats(tokens, starts, sizes, segment_tokens, vocab_size)
         coded[:] = -np.log2(sizes / total)
         if on_rows and T:
             for a in range(0, (T - 1) // segment_tokens * segment_tokens, segment_tokens):
