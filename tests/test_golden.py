@@ -21,23 +21,24 @@ PAD_KEYS = sorted(GOLDEN.glob("*.pad-v1.inert"))
 
 
 MODEL = GOLDEN / "tiny-model-v1.blob"
-# key format 1; codecs 1 and 3 (the model alone), 2, 4 and 5 (the work's repeats mixed in)
+# key format 1; codecs 1 and 3 (the model alone), 2, 4 to 6 (the work's repeats mixed in;
+# 6: into calibrated tables)
 MODEL_KEYS = sorted(GOLDEN.glob("*.model-v1.inert")) + sorted(
-    GOLDEN.glob("*.model-codec[2345].inert")
+    GOLDEN.glob("*.model-codec[23456].inert")
 )
 CLASSICAL_KEYS = sorted(GOLDEN.glob("prose.classical-m*.inert"))
-# keys made with every default blob inert has shipped (codecs 4 and 5): each must decode with
+# keys made with every default blob inert has shipped (codecs 4 to 6): each must decode with
 # no --blob, the blob found among the package's by the id the key names
-SHIPPED_BLOB_KEYS = sorted(GOLDEN.glob("prose.default-*-codec[45].inert"))
+SHIPPED_BLOB_KEYS = sorted(GOLDEN.glob("prose.default-*-codec[456].inert"))
 SHIPPED_BLOBS = ("385b71b07c0e8469", "fca6def395830456", "51d995e09b52f4b2")
 
 
 def test_golden_files_are_present() -> None:
     assert len(PAD_KEYS) == 3
-    assert len(MODEL_KEYS) == 20
+    assert len(MODEL_KEYS) == 24
     assert len(CLASSICAL_KEYS) == 5
     assert {p.name.split("-")[1] for p in SHIPPED_BLOB_KEYS} == set(SHIPPED_BLOBS)
-    assert len(SHIPPED_BLOB_KEYS) == 2 * len(SHIPPED_BLOBS)
+    assert len(SHIPPED_BLOB_KEYS) == 3 * len(SHIPPED_BLOBS)
     assert len(list(GOLDEN.glob("hello.*of3.share-v1.inert"))) == 3
     assert len(list(GOLDEN.glob("hello.*of3.seedshare-v1.inert"))) == 3
 

@@ -218,12 +218,12 @@ model_blob_option = click.option(
 codec_option = click.option(
     "--codec",
     "codec_version",
-    type=click.Choice(["1", "2", "3", "4", "5"]),
-    help="Model blobs: 4 codes with the model and the work's own repeats, 5 with longer "
-    "repeats and weights learned as it goes (smaller keys of long works, slower), 3 with the "
-    "model alone (1 and 2: their predecessors, at 2^24 with constriction's coder) "
-    "[default: for models inert trained 4, or 5 for works of 64 KiB or more; 3 for imported "
-    "ones].",
+    type=click.Choice(["1", "2", "3", "4", "5", "6"]),
+    help="Model blobs: 6 codes with the model's tables calibrated to the work and the work's "
+    "own repeats, 5 with longer repeats and weights learned as it goes (smaller keys of long "
+    "works), 4 as 6 without calibration, 3 with the model alone (1 and 2: their "
+    "predecessors, at 2^24 with constriction's coder) [default: for models inert trained 6, "
+    "or 5 for works of 64 KiB or more; 3 for imported ones].",
 )
 
 

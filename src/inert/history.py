@@ -1,4 +1,4 @@
-"""The work's own repeats -> sharper frequency tables (codecs 2, 4 and 5).
+"""The work's own repeats -> sharper frequency tables (codecs 2, 4, 5 and 6).
 
 A small model with a short window forgets what the work said a page ago; classical
 compressors live on exactly that. Codecs 2 and 4 therefore keep a history of which token
@@ -8,7 +8,8 @@ table, order after order. Codec 2 mixes into the table entry by entry (`mix`); c
 its running sum (`mixed_intervals`, `mixed_cumulative`), which needs the model's table only
 at the coded token: the encoder keeps two integers per token, not a table. Codec 5 is codec
 4 with contexts of up to 24 tokens and each order's weight learned from how well it has
-been predicting (`Weights`).
+been predicting (`Weights`); codec 6 mixes codec 4's history into calibrated tables
+(calibration.py).
 
 What the decoder knows: it advances GROUP segments in lockstep, one position of every
 segment per step, group after group. So when position t of a segment is coded, every token

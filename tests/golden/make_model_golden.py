@@ -33,6 +33,7 @@ KEYS = {  # codec -> suffix
     3: "model-codec3",
     4: "model-codec4",
     5: "model-codec5",
+    6: "model-codec6",
 }
 
 
