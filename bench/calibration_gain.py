@@ -1,5 +1,6 @@
-"""Benchmark (an estimate for a component not yet built): what calibrating the model's tables
-to the work's own token counts would save, before codec 5's history is mixed in.
+"""Benchmark (an estimate): what calibrating the model's tables to the work's own token counts
+saves, alone and before codec 5's history is mixed in (a codec 7 not yet built; codec 6,
+built, calibrates under codec 4's mix with the exact integer rule of docs/FORMAT.md).
 
     python bench/calibration_gain.py FILE... [--blob MODEL.blob] [--alpha 1] [--beta 1]
 
