@@ -299,6 +299,23 @@ class LearnedMix:
             self.mix_group(g, self.replay_group(g))
 
 
+def segment_states(
+    engine: Engine, tokens: np.ndarray, bounds: list[tuple[int, int]], batch: int
+) -> Iterator[tuple[list[tuple[int, int]], np.ndarray, np.ndarray]]:
+    """The quantized final states (members * n, d) and scales of segments (their bounds in
+    the work), in order: each `batch` of them in one forward pass where they have the same
+    length (the last segment, shorter, in its own)."""
+    bos = engine.config.bos_token_id
+    for first in range(0, len(bounds), batch):
+        group = bounds[first : first + batch]
+        full = [b for b in group if b[1] - b[0] == group[0][1] - group[0][0]]
+        for members in (full, [b for b in group if b not in full]):
+            if members:
+                inputs = np.stack([np.concatenate([[bos], tokens[a : b - 1]]) for a, b in members])
+                cache = engine.new_cache(len(members), inputs.shape[1])
+                yield members, *engine.final_states(inputs, cache)
+
+
 def segment_tables(
     engine: Engine, tokens: np.ndarray, segment_tokens: int, batch: int = 4, codec: int = 1
 ) -> Iterator[Tables]:
@@ -306,23 +323,14 @@ def segment_tables(
 
     Segments of a group of `batch` share one forward pass when they have the same length.
     """
-    bos = engine.config.bos_token_id
     bounds = segment_bounds(len(tokens), segment_tokens)
     rows = table_rows(engine.config.vocab_size)
-    for first in range(0, len(bounds), batch):
-        group = bounds[first : first + batch]
-        full = [b for b in group if b[1] - b[0] == group[0][1] - group[0][0]]
-        for members in (full, [b for b in group if b not in full]):
-            if not members:
-                continue
-            inputs = np.stack([np.concatenate([[bos], tokens[a : b - 1]]) for a, b in members])
-            cache = engine.new_cache(len(members), inputs.shape[1])
-            q, scale = engine.final_states(inputs, cache)  # (members * n, d)
-            n = inputs.shape[1]
-            for m, (a, b) in enumerate(members):
-                for r in range(0, n, rows):
-                    at = slice(m * n + r, m * n + min(r + rows, n))
-                    yield Tables(a, b - a, r, engine.tables(q[at], scale[at], codec))
+    for members, q, scale in segment_states(engine, tokens, bounds, batch):
+        n = members[0][1] - members[0][0]
+        for m, (a, b) in enumerate(members):
+            for r in range(0, n, rows):
+                at = slice(m * n + r, m * n + min(r + rows, n))
+                yield Tables(a, b - a, r, engine.tables(q[at], scale[at], codec))
 
 
 # ---------------------------------------------------------------------------- encode
@@ -556,19 +564,10 @@ def group_states(
     """The quantized final states (n, d) and scales (n,) of every token of a group of
     segments, segment after segment (`batch` segments of one length per pass of the
     engine), and where each segment's rows start (segments,)."""
-    bos = engine.config.bos_token_id
     states, scales = [], []
-    for m in range(0, len(group), batch):
-        members = group[m : m + batch]
-        for part in (
-            [(a, b) for a, b in members if b - a == members[0][1] - members[0][0]],
-            [(a, b) for a, b in members if b - a != members[0][1] - members[0][0]],
-        ):
-            if part:
-                inputs = np.stack([np.concatenate([[bos], tokens[a : b - 1]]) for a, b in part])
-                q, scale = engine.final_states(inputs, engine.new_cache(*inputs.shape))
-                states.append(q)
-                scales.append(scale)
+    for _, q, scale in segment_states(engine, tokens, group, batch):
+        states.append(q)
+        scales.append(scale)
     xp = exact.namespace(states[0])
     offsets = np.cumsum([0] + [b - a for a, b in group[:-1]], dtype=np.int64)
     return xp.concat(states), xp.concat(scales), offsets
